@@ -428,25 +428,30 @@ async def up(cfg: InfraConfig) -> InfraState:
     state = read_state(cfg)
     kafka = KafkaProcess(cfg)
     nats_proc = NatsProcess(cfg)
-    if pid_alive(state.kafka_pid):
+    reuse_kafka = pid_alive(state.kafka_pid)
+    reuse_nats = pid_alive(state.nats_pid)
+    # Check every port before starting anything, so a failure leaves no half-started pair.
+    taken = [
+        f"port {port} is taken by another process; set {var} to a free port"
+        for reuse, port, var in (
+            (reuse_kafka, cfg.kafka_port, "OFA_KAFKA_PORT"),
+            (reuse_kafka, cfg.kafka_controller_port, "OFA_KAFKA_CONTROLLER_PORT"),
+            (reuse_nats, cfg.nats_port, "OFA_NATS_PORT"),
+            (reuse_nats, cfg.nats_monitor_port, "OFA_NATS_MONITOR_PORT"),
+        )
+        if not reuse and port_open(port)
+    ]
+    if taken:
+        raise InfraError("; ".join(taken))
+    if reuse_kafka:
         kafka.pid = state.kafka_pid
         log.info("reusing running Kafka (pid %s)", kafka.pid)
     else:
-        if port_open(cfg.kafka_port):
-            raise InfraError(
-                f"port {cfg.kafka_port} is taken by another process; set "
-                "OFA_KAFKA_PORT (and OFA_KAFKA_CONTROLLER_PORT) to free ports"
-            )
         await asyncio.to_thread(kafka.start)
-    if pid_alive(state.nats_pid):
+    if reuse_nats:
         nats_proc.pid = state.nats_pid
         log.info("reusing running nats-server (pid %s)", nats_proc.pid)
     else:
-        if port_open(cfg.nats_port):
-            raise InfraError(
-                f"port {cfg.nats_port} is taken by another process; set "
-                "OFA_NATS_PORT (and OFA_NATS_MONITOR_PORT) to free ports"
-            )
         nats_proc.start()
     new_state = InfraState(
         kafka_pid=kafka.pid,
