@@ -19,14 +19,16 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench.common import print_table  # noqa: E402
-from compose.local_infra import free_port  # noqa: E402
+from bench.common import print_table
+from compose.local_infra import free_port
 
 
 def timed_up(env: dict[str, str]) -> float:
     cli = [sys.executable, "-m", "compose.cli", "infra"]
     t0 = time.perf_counter()
-    subprocess.run([*cli, "up"], env=env, check=True, capture_output=True)
+    up = subprocess.run([*cli, "up"], env=env, capture_output=True, text=True, check=False)
+    if up.returncode != 0:
+        raise SystemExit(f"infra up failed:\n{up.stderr}")
     took = time.perf_counter() - t0
     subprocess.run([*cli, "down"], env=env, check=True, capture_output=True)
     return took
@@ -34,9 +36,13 @@ def timed_up(env: dict[str, str]) -> float:
 
 def env_for(work: str, cache: str | None = None) -> dict[str, str]:
     env = dict(os.environ)
-    env.update(OFA_WORK_DIR=work, OFA_KAFKA_PORT=str(free_port()),
-               OFA_KAFKA_CONTROLLER_PORT=str(free_port()), OFA_NATS_PORT=str(free_port()),
-               OFA_NATS_MONITOR_PORT=str(free_port()))  # fmt: skip
+    env.update(
+        OFA_WORK_DIR=work,
+        OFA_KAFKA_PORT=str(free_port()),
+        OFA_KAFKA_CONTROLLER_PORT=str(free_port()),
+        OFA_NATS_PORT=str(free_port()),
+        OFA_NATS_MONITOR_PORT=str(free_port()),
+    )
     if cache:
         env["OFA_CACHE_DIR"] = cache
     return env
@@ -58,10 +64,16 @@ def main() -> None:
     for _ in range(args.runs):
         with tempfile.TemporaryDirectory() as work:
             warm.append(timed_up(env_for(work)))
-    rows.append(["warm (cached jars, new data dir)", f"{statistics.median(warm):.1f} s",
-                 " ".join(f"{x:.1f}" for x in warm)])  # fmt: skip
-    print_table("ofa-serving infra up: time until Kafka and NATS answer", ["start", "median", "runs"],
-                rows)  # fmt: skip
+    rows.append(
+        [
+            "warm (cached jars, new data dir)",
+            f"{statistics.median(warm):.1f} s",
+            " ".join(f"{x:.1f}" for x in warm),
+        ]
+    )
+    print_table(
+        "ofa-serving infra up: time until Kafka and NATS answer", ["start", "median", "runs"], rows
+    )
 
 
 if __name__ == "__main__":

@@ -17,18 +17,19 @@ import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # noqa: E402
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from bench.common import median, print_table, servers  # noqa: E402
-from tests.helpers import create_topics  # noqa: E402
+from bench.common import median, print_table, servers
+from tests.helpers import create_topics
 
 
 async def one_run(bootstrap: str, n: int) -> tuple[float, float]:
     topic = f"bench_{uuid.uuid4().hex[:8]}"
     await create_topics(bootstrap, [topic], partitions=6)
     value = b"x" * 300
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks="all",
-                                max_batch_size=256 * 1024)  # fmt: skip
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, linger_ms=5, acks="all", max_batch_size=256 * 1024
+    )
     await producer.start()
     t0 = time.perf_counter()
     futs = []
@@ -41,9 +42,13 @@ async def one_run(bootstrap: str, n: int) -> tuple[float, float]:
     produce_rate = n / (time.perf_counter() - t0)
     await producer.stop()
 
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                                enable_auto_commit=False, max_partition_fetch_bytes=4 << 20,
-                                fetch_max_bytes=16 << 20)  # fmt: skip
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=4 << 20,
+        fetch_max_bytes=16 << 20,
+    )
     await consumer.start()
     parts = [TopicPartition(topic, p) for p in range(6)]
     consumer.assign(parts)

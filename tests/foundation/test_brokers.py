@@ -85,8 +85,9 @@ async def test_jetstream_dedup_by_msg_id(infra: Endpoints, unique: str) -> None:
     js = nc.jetstream()
     name = f"T_{unique}"
     try:
-        await js.add_stream(StreamConfig(name=name, subjects=[f"t.{unique}.>"],
-                                         duplicate_window=120.0))  # fmt: skip
+        await js.add_stream(
+            StreamConfig(name=name, subjects=[f"t.{unique}.>"], duplicate_window=120.0)
+        )
         first = await js.publish(f"t.{unique}.a", b"one", headers={"Nats-Msg-Id": "topic:0:7"})
         second = await js.publish(f"t.{unique}.a", b"one", headers={"Nats-Msg-Id": "topic:0:7"})
         third = await js.publish(f"t.{unique}.a", b"two", headers={"Nats-Msg-Id": "topic:0:8"})
@@ -101,8 +102,9 @@ async def test_jetstream_dedup_by_msg_id(infra: Endpoints, unique: str) -> None:
 
 
 @pytest.mark.parametrize("restarts", [1])
-async def test_private_nats_restarts_keep_jetstream_data(nats_private, unique: str,
-                                                         restarts: int) -> None:  # fmt: skip
+async def test_private_nats_restarts_keep_jetstream_data(
+    nats_private, unique: str, restarts: int
+) -> None:
     nc = await nats.connect(nats_private.url)
     js = nc.jetstream()
     await js.add_stream(StreamConfig(name="KEEP", subjects=["keep.>"]))

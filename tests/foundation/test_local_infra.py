@@ -26,8 +26,14 @@ def _env(cfg: local_infra.InfraConfig) -> dict[str, str]:
 
 
 def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "compose.cli", "infra", *args], env=env,
-                          capture_output=True, text=True, timeout=180, check=False)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "compose.cli", "infra", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
 
 
 def test_up_reuse_status_down(tmp_path: Path) -> None:
@@ -72,8 +78,9 @@ def test_taken_port_gives_a_clear_error(tmp_path: Path) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         s.listen()
-        cfg = local_infra.InfraConfig(work_dir=str(tmp_path), kafka_port=s.getsockname()[1],
-                                      nats_port=local_infra.free_port())  # fmt: skip
+        cfg = local_infra.InfraConfig(
+            work_dir=str(tmp_path), kafka_port=s.getsockname()[1], nats_port=local_infra.free_port()
+        )
         out = _cli(_env(cfg), "up")
     assert out.returncode == 1
     assert "is taken by another process" in out.stderr

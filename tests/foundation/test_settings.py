@@ -26,8 +26,9 @@ def test_defaults_without_environment() -> None:
 
 def test_values_are_converted() -> None:
     env = {"X_PORT": "9000", "X_ENABLED": "true", "X_NAMES": "a, b,c", "X_RATIO": "0.25"}
-    assert from_env(Example, "X_", env) == Example(port=9000, enabled=True, names=["a", "b", "c"],
-                                                   ratio=0.25)  # fmt: skip
+    assert from_env(Example, "X_", env) == Example(
+        port=9000, enabled=True, names=["a", "b", "c"], ratio=0.25
+    )
     assert from_env(Example, "X_", {"X_NAMES": '["x y"]'}).names == ["x y"]
 
 
