@@ -1,0 +1,283 @@
+"""Pipelined JetStream publishing with a bounded window and safe retries.
+
+Why not nats-py's auto-reconnect: after a reconnect it re-sends its buffered (not yet written)
+publishes while earlier ones written to the dead socket are lost, so a later record could be
+stored before an earlier one. Instead this publisher owns its connection (no auto-reconnect):
+within one TCP connection the server stores a prefix of what was sent, so after any fault
+(disconnect, error ack, ack timeout) it drops the connection, reconnects with back-off and
+re-sends every un-acked record of every partition in offset order with the same Nats-Msg-Id;
+the stream's duplicate window drops those that were stored already, and order is kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+import nats
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+
+from bridge.metrics import BridgeMetrics
+from bridge.tracker import Entry
+
+log = logging.getLogger(__name__)
+
+OnConnect = Callable[[JetStreamContext], Awaitable[None]]
+OnAck = Callable[[Entry, bool], None]
+
+
+class Publisher:
+    """Sends entries to JetStream, routes acks back, and recovers from any NATS fault."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        window: int,
+        ack_timeout: float,
+        backoff: float,
+        backoff_max: float,
+        metrics: BridgeMetrics,
+        on_ack: OnAck,
+        unacked: Callable[[], Iterable[Entry]],
+        on_connect: OnConnect,
+        name: str = "ofa-bridge",
+    ) -> None:
+        self._url = url
+        self._window = window
+        self._ack_timeout = ack_timeout
+        self._backoff = backoff
+        self._backoff_max = backoff_max
+        self._metrics = metrics
+        self._on_ack = on_ack
+        self._unacked = unacked
+        self._on_connect = on_connect
+        self._name = name
+        self._nc: Client | None = None
+        self._prefix = ""
+        self._token = 0
+        self._inflight: dict[int, Entry] = {}
+        self._connected = False
+        self._space = asyncio.Event()
+        self._fault = asyncio.Event()
+        self._fault_reason = ""
+        self._closing = False
+        self._task: asyncio.Task[None] | None = None
+        self.last_error = "not connected yet"
+
+    # -- public API -------------------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        """True while publishing is possible (connected, stream checked, resend done)."""
+        return self._connected
+
+    @property
+    def in_flight(self) -> int:
+        """Publishes awaiting their ack on the current connection."""
+        return len(self._inflight)
+
+    def has_space(self) -> bool:
+        """True when :meth:`submit` may be called without exceeding the window."""
+        return self._connected and len(self._inflight) < self._window
+
+    async def wait_space(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds until :meth:`has_space`; return whether it is."""
+        if self.has_space():
+            return True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._space.wait(), timeout)
+        return self.has_space()
+
+    async def wait_idle(self, timeout: float) -> bool:
+        """Wait until nothing is in flight (or ``timeout``); True when idle."""
+        deadline = time.monotonic() + timeout
+        while self._inflight or not self._connected:
+            if time.monotonic() >= deadline or self._closing:
+                return not self._inflight and self._connected
+            await asyncio.sleep(0.01)
+        return True
+
+    def start(self) -> None:
+        """Start the connection supervisor (connects, reconnects, resends)."""
+        self._task = asyncio.create_task(self._supervise(), name="bridge-publisher")
+
+    async def close(self) -> None:
+        """Stop the supervisor and close the connection (un-acked entries stay un-acked)."""
+        self._closing = True
+        self._fault.set()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self._teardown()
+
+    async def submit(self, entry: Entry) -> None:
+        """Publish ``entry``; the caller checked :meth:`has_space`. Never raises: a failure
+        resets the connection and the entry is re-sent from its tracker after the reconnect."""
+        nc = self._nc
+        if nc is None or not self._connected:
+            return  # re-sent from the tracker once connected
+        self._token += 1
+        token = self._token
+        self._inflight[token] = entry
+        entry.sent_at = time.perf_counter()
+        try:
+            await nc.publish(
+                entry.subject, entry.payload, reply=f"{self._prefix}{token}", headers=entry.headers
+            )
+        except Exception as exc:
+            self._trigger_fault(f"publish failed: {type(exc).__name__}: {exc}", "publish_error")
+        if len(self._inflight) >= self._window:
+            self._space.clear()
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _trigger_fault(self, reason: str, kind: str) -> None:
+        if self._connected:
+            log.warning("NATS fault, resetting the connection: %s", reason)
+            self._metrics.resets.labels(kind).inc()
+        self._connected = False
+        self.last_error = reason
+        self._fault_reason = reason
+        self._space.clear()
+        self._fault.set()
+
+    async def _handle_ack(self, msg: Msg) -> None:
+        try:
+            token = int(msg.subject[len(self._prefix) :])
+        except ValueError:
+            return
+        entry = self._inflight.pop(token, None)
+        if entry is None:
+            return  # an ack from before a reset: the entry was re-sent and is tracked anew
+        data = msg.data
+        if not data or b'"error"' in data or not data.startswith(b"{"):
+            # No responders (empty 503 status message) or a JetStream error: not stored.
+            status = (msg.headers or {}).get("Status", "") if msg.headers else ""
+            self._trigger_fault(
+                f"publish of {entry.subject} not stored: {data[:200]!r} {status}", "error_ack"
+            )
+            return
+        self._metrics.publish_latency.observe(time.perf_counter() - entry.sent_at)
+        self._on_ack(entry, b'"duplicate":true' in data)
+        if self._connected and len(self._inflight) < self._window:
+            self._space.set()
+
+    async def _on_disconnected(self) -> None:
+        if not self._closing:
+            self._trigger_fault("disconnected from NATS", "disconnect")
+
+    async def _on_error(self, exc: Exception) -> None:
+        self.last_error = f"{type(exc).__name__}: {exc}"
+        log.debug("NATS client error: %s", self.last_error)
+
+    async def _connect(self) -> None:
+        nc = await nats.connect(
+            self._url,
+            name=self._name,
+            allow_reconnect=False,
+            max_reconnect_attempts=0,
+            connect_timeout=2,
+            disconnected_cb=self._on_disconnected,
+            closed_cb=self._on_disconnected,
+            error_cb=self._on_error,
+        )
+        try:
+            inbox = nc.new_inbox()
+            self._prefix = f"{inbox}."
+            await nc.subscribe(f"{inbox}.*", cb=self._handle_ack)
+            await self._on_connect(nc.jetstream())
+            await nc.flush(timeout=5)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await nc.close()
+            raise
+        self._nc = nc
+
+    async def _teardown(self) -> None:
+        nc, self._nc = self._nc, None
+        self._connected = False
+        self._inflight.clear()
+        self._metrics.in_flight.set(0)
+        if nc is not None and not nc.is_closed:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(nc.close(), 5)
+
+    async def _resend(self) -> None:
+        """Send every un-acked entry again (per partition in offset order), same Msg-Id."""
+        nc = self._nc
+        assert nc is not None
+        count = 0
+        for entry in list(self._unacked()):
+            self._token += 1
+            self._inflight[self._token] = entry
+            entry.sent_at = time.perf_counter()
+            await nc.publish(
+                entry.subject,
+                entry.payload,
+                reply=f"{self._prefix}{self._token}",
+                headers=entry.headers,
+            )
+            count += 1
+        if count:
+            self._metrics.resent.inc(count)
+            log.info("re-sent %d un-acked records after reconnecting", count)
+        await nc.flush(timeout=10)
+
+    async def _supervise(self) -> None:
+        delay = self._backoff
+        while not self._closing:
+            self._fault.clear()
+            try:
+                await self._connect()
+                self._connected = True  # _resend needs submit-free state; publish is direct
+                await self._resend()
+            except Exception as exc:
+                self._connected = False
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.warning("NATS not available (%s); retrying in %.1fs", self.last_error, delay)
+                await self._teardown()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self._backoff_max)
+                continue
+            if self._fault.is_set():
+                # A fault during the resend: go round again.
+                await self._teardown()
+                continue
+            delay = self._backoff
+            self.last_error = ""
+            log.info("connected to NATS at %s", self._url)
+            if len(self._inflight) < self._window:
+                self._space.set()
+            await self._watch()
+            await self._teardown()
+            if not self._closing:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self._backoff_max)
+
+    async def _watch(self) -> None:
+        """While connected: watch for faults and for acks that take too long."""
+        while not self._closing:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._fault.wait(), 0.25)
+            if self._fault.is_set():
+                return
+            self._metrics.in_flight.set(len(self._inflight))
+            if self._inflight:
+                oldest = next(iter(self._inflight.values()))
+                if time.perf_counter() - oldest.sent_at > self._ack_timeout:
+                    self._trigger_fault(
+                        f"no ack within {self._ack_timeout}s for {oldest.subject}", "ack_timeout"
+                    )
+                    return
+
+    def describe(self) -> dict[str, Any]:
+        """State for /ready and /info."""
+        return {"connected": self._connected, "in_flight": len(self._inflight)}

@@ -1,0 +1,78 @@
+"""Per-partition bookkeeping: which offsets are published but not yet acknowledged.
+
+The committable offset of a partition is the offset of its lowest un-acked record (or one past
+the last record when everything is acked): committing further could lose a record on a crash;
+committing less only causes a replay, which JetStream's de-duplication window absorbs.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator
+
+from aiokafka import TopicPartition
+
+
+class Entry:
+    """One Kafka record on its way into JetStream (kept until acked, for resending)."""
+
+    __slots__ = ("acked", "headers", "offset", "payload", "sent_at", "subject", "tracker")
+
+    def __init__(
+        self,
+        tracker: PartitionTracker,
+        offset: int,
+        subject: str,
+        payload: bytes,
+        headers: dict[str, str] | None,
+    ) -> None:
+        self.tracker = tracker
+        self.offset = offset
+        self.subject = subject
+        self.payload = payload
+        self.headers = headers
+        self.acked = False
+        self.sent_at = 0.0
+
+
+class PartitionTracker:
+    """Un-acked entries of one assigned partition, in offset order."""
+
+    __slots__ = ("active", "committed", "group", "next_commit", "pending", "tp")
+
+    def __init__(self, tp: TopicPartition, group: str) -> None:
+        self.tp = tp
+        self.group = group
+        #: False once revoked: nothing more is published for it.
+        self.active = True
+        self.pending: deque[Entry] = deque()
+        #: Offset to commit next (None until a record was handled).
+        self.next_commit: int | None = None
+        #: Offset last committed to Kafka by this worker.
+        self.committed: int | None = None
+
+    def add(self, entry: Entry) -> None:
+        """Record that ``entry`` was handed to the publisher (offsets only increase)."""
+        self.pending.append(entry)
+
+    def ack(self, entry: Entry) -> None:
+        """Mark ``entry`` acknowledged and advance the committable offset past acked ones."""
+        entry.acked = True
+        pending = self.pending
+        while pending and pending[0].acked:
+            self.next_commit = pending.popleft().offset + 1
+
+    def unacked(self) -> Iterator[Entry]:
+        """Entries still waiting for their ack, lowest offset first."""
+        return (e for e in self.pending if not e.acked)
+
+    @property
+    def drained(self) -> bool:
+        """True when nothing of this partition is waiting for an ack."""
+        return not self.pending
+
+    def commit_due(self) -> int | None:
+        """The offset to commit now, or None when nothing new is committable."""
+        if self.next_commit is None or self.next_commit == self.committed:
+            return None
+        return self.next_commit

@@ -1,0 +1,390 @@
+"""One bridge worker: owned group topics from Kafka into JetStream, exactly once, in order.
+
+Flow: one consumer (in the pool's single consumer group, pattern subscription, the
+group-singleton assignor, read_committed) feeds a FIFO backlog; records go to the pipelined
+:class:`~bridge.publisher.Publisher` while its window has room, otherwise the assigned partitions
+are paused (backpressure) and polling continues so the group membership stays alive. Offsets
+are committed per partition up to the lowest un-acked record only. On a rebalance the revoked
+partitions stop publishing, their in-flight records are drained and committed, and only then
+are they released.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import time
+from collections import deque
+from typing import Any
+
+import msgspec
+import nats
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
+from nats.aio.client import Client as NatsClient
+from nats.js import JetStreamContext
+
+from bridge.assignor import GroupSingletonAssignor
+from bridge.metrics import BridgeMetrics
+from bridge.publisher import Publisher
+from bridge.settings import BridgeSettings
+from bridge.stream_setup import ensure_registry, ensure_streams
+from bridge.tracker import Entry, PartitionTracker
+from ofa_contract import streams
+from ofa_contract.events import BadRecord, decode_record
+from ofa_contract.naming import encode_token, group_from_topic
+from ofa_contract.settings import CommonSettings
+
+log = logging.getLogger(__name__)
+
+_KV_KEY_BAD = re.compile(r"[^-/_=.a-zA-Z0-9]")
+_HEADER_KEY_BAD = re.compile(r"[^!#$%&'*+\-.^_`|~0-9A-Za-z]")
+
+
+def _header_value(raw: bytes | None) -> str:
+    # NATS header values are single-line text; Kafka header values are arbitrary bytes.
+    if not raw:
+        return ""
+    return raw.decode("utf-8", "backslashreplace").replace("\r", " ").replace("\n", " ").strip()
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, worker: BridgeWorker) -> None:
+        self._worker = worker
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self._worker._on_revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self._worker._on_assigned(assigned)
+
+
+class BridgeWorker:
+    """A bridge worker; :meth:`run` until ``stop`` is set, then drain, commit and close."""
+
+    def __init__(
+        self, common: CommonSettings, settings: BridgeSettings, metrics: BridgeMetrics
+    ) -> None:
+        self.common = common
+        self.s = settings
+        self.metrics = metrics
+        self.trackers: dict[TopicPartition, PartitionTracker] = {}
+        self._backlog: deque[tuple[PartitionTracker, Any]] = deque()
+        self._paused = False
+        self._started = False
+        self.assignor = GroupSingletonAssignor()
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=common.kafka_bootstrap_servers,
+            group_id=settings.consumer_group,
+            client_id=f"ofa-bridge-{settings.worker_id}",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed",
+            metadata_max_age_ms=settings.metadata_refresh_ms,
+            session_timeout_ms=settings.session_timeout_ms,
+            heartbeat_interval_ms=settings.heartbeat_interval_ms,
+            max_poll_records=settings.max_poll_records,
+            partition_assignment_strategy=(self.assignor,),
+        )
+        self.publisher = Publisher(
+            common.nats_url,
+            window=settings.max_in_flight,
+            ack_timeout=settings.ack_timeout_s,
+            backoff=settings.retry_backoff_s,
+            backoff_max=settings.retry_backoff_max_s,
+            metrics=metrics,
+            on_ack=self._on_ack,
+            unacked=self._unacked,
+            on_connect=self._on_nats_connect,
+            name=f"ofa-bridge-{settings.worker_id}",
+        )
+        self._ctl: NatsClient | None = None
+        self._ack_event = asyncio.Event()
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consume and bridge until ``stop`` is set; then drain in-flight, commit, close."""
+        self.publisher.start()
+        await self.consumer.start()
+        self._started = True
+        pattern = f"^{re.escape(self.s.topic_prefix)}.*"
+        self.consumer.subscribe(pattern=pattern, listener=_Listener(self))
+        log.info("bridge worker %s subscribed to %s", self.s.worker_id, pattern)
+        tasks = [
+            asyncio.create_task(self._commit_loop(stop), name="bridge-commit"),
+            asyncio.create_task(self._housekeeping_loop(stop), name="bridge-housekeeping"),
+        ]
+        try:
+            await self._consume_loop(stop)
+        finally:
+            for t in tasks:
+                t.cancel()
+            for t in tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await t
+            await self._shutdown()
+
+    async def _shutdown(self) -> None:
+        self._backlog.clear()
+        for tr in self.trackers.values():
+            tr.active = False
+        idle = await self.publisher.wait_idle(self.s.revoke_drain_timeout_s)
+        if not idle:
+            log.warning("stopping with un-acked records; the next owner re-publishes them")
+        await self._commit(list(self.trackers.values()))
+        await self.publisher.close()
+        with contextlib.suppress(Exception):
+            await self.consumer.stop()
+        await self._unregister()
+        log.info("bridge worker %s stopped", self.s.worker_id)
+
+    # -- consuming --------------------------------------------------------------------------
+
+    async def _consume_loop(self, stop: asyncio.Event) -> None:
+        consumer = self.consumer
+        while not stop.is_set():
+            if self._backlog:
+                await self._drain_backlog()
+            if self._backlog:
+                self._set_paused(True)
+                await self.publisher.wait_space(0.2)
+                timeout_ms = 0
+            else:
+                self._set_paused(False)
+                timeout_ms = 100
+            try:
+                batch = await consumer.getmany(
+                    timeout_ms=timeout_ms, max_records=self.s.max_poll_records
+                )
+            except KafkaError as exc:
+                log.warning("Kafka poll failed: %s", exc)
+                await asyncio.sleep(0.5)
+                continue
+            for tp, records in batch.items():
+                tr = self.trackers.get(tp)
+                if tr is None or not tr.active:
+                    continue
+                self._backlog.extend((tr, r) for r in records)
+
+    def _set_paused(self, paused: bool) -> None:
+        if paused:
+            # Pause also partitions assigned since the last pause.
+            assigned = self.consumer.assignment()
+            if assigned:
+                self.consumer.pause(*assigned)
+        elif self._paused:
+            self.consumer.resume(*self.consumer.assignment())
+        if paused != self._paused:
+            self._paused = paused
+            self.metrics.paused.set(1 if paused else 0)
+
+    async def _drain_backlog(self) -> None:
+        pub = self.publisher
+        backlog = self._backlog
+        while backlog and pub.has_space():
+            tr, rec = backlog.popleft()
+            if not tr.active:
+                continue
+            entry = self._entry(tr, rec)
+            tr.add(entry)
+            if entry.subject:
+                await pub.submit(entry)
+            else:
+                tr.ack(entry)
+
+    def _entry(self, tr: PartitionTracker, rec: Any) -> Entry:
+        """Turn a Kafka record into an entry; a record that does not decode becomes an
+        already-acked placeholder (counted and logged, never blocking its partition)."""
+        try:
+            ev = decode_record(rec.key, rec.value)
+        except BadRecord as exc:
+            self.metrics.bad_records.labels(tr.group, exc.kind).inc()
+            log.error(
+                "skipping undecodable record",
+                extra={
+                    "topic": rec.topic,
+                    "partition": rec.partition,
+                    "offset": rec.offset,
+                    "kind": exc.kind,
+                    "error": exc.detail,
+                },
+            )
+            return Entry(tr, rec.offset, "", b"", None)
+        headers: dict[str, str] = {}
+        for k, v in rec.headers or ():
+            key = _HEADER_KEY_BAD.sub("_", k.strip()) if k else ""
+            # Nats-* headers steer JetStream (rollups, expectations): never taken from input.
+            if key and not key.lower().startswith("nats-"):
+                headers[key] = _header_value(v)
+        headers[streams.H_MSG_ID] = f"{rec.topic}:{rec.partition}:{rec.offset}"
+        headers[streams.H_ASSET] = ev.asset_uuid
+        headers[streams.H_ITEM] = ev.id
+        headers[streams.H_GROUP] = tr.group
+        headers[streams.H_KAFKA_TS] = str(rec.timestamp)
+        subject = (
+            f"{self.s.stream_subject_prefix}.{encode_token(ev.asset_uuid)}.{encode_token(ev.id)}"
+        )
+        return Entry(tr, rec.offset, subject, rec.value, headers)
+
+    def _on_ack(self, entry: Entry, duplicate: bool) -> None:
+        tr = entry.tracker
+        if entry.acked:
+            return
+        tr.ack(entry)
+        if not tr.active:
+            self._ack_event.set()
+        self.metrics.records.labels(tr.group).inc()
+        if duplicate:
+            self.metrics.duplicates.labels(tr.group).inc()
+
+    def _unacked(self) -> list[Entry]:
+        # Includes revoked partitions still draining: their records must reach the stream.
+        return [e for tr in list(self.trackers.values()) for e in tr.unacked()]
+
+    async def _on_nats_connect(self, js: JetStreamContext) -> None:
+        await ensure_streams(js, self.s)
+
+    # -- rebalancing ------------------------------------------------------------------------
+
+    def _group_of(self, topic: str) -> str:
+        try:
+            return group_from_topic(topic, self.s.topic_prefix)
+        except ValueError:
+            return topic
+
+    def _on_assigned(self, assigned: set[TopicPartition]) -> None:
+        for tp in assigned:
+            if tp not in self.trackers:
+                self.trackers[tp] = PartitionTracker(tp, self._group_of(tp.topic))
+        self._paused = False  # aiokafka starts new assignments unpaused
+        self.metrics.paused.set(0)
+        groups = sorted({tr.group for tr in self.trackers.values()})
+        self.metrics.owned_groups.set(len(groups))
+        log.info("assigned groups %s", groups, extra={"groups": groups})
+
+    async def _on_revoked(self, revoked: set[TopicPartition]) -> None:
+        trs = [self.trackers[tp] for tp in revoked if tp in self.trackers]
+        for tr in trs:
+            tr.active = False
+        self._backlog = deque(x for x in self._backlog if x[0].active)
+        deadline = time.monotonic() + self.s.revoke_drain_timeout_s
+        while any(not tr.drained for tr in trs):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            self._ack_event.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._ack_event.wait(), min(remaining, 0.5))
+        undrained = [str(tr.tp) for tr in trs if not tr.drained]
+        if undrained:
+            log.warning("releasing partitions with un-acked records: %s", undrained)
+        await self._commit(trs)
+        for tr in trs:
+            self.trackers.pop(tr.tp, None)
+            with contextlib.suppress(KeyError):
+                self.metrics.lag.remove(tr.group)
+
+    # -- periodic work ----------------------------------------------------------------------
+
+    async def _commit(self, trs: list[PartitionTracker]) -> None:
+        offsets = {}
+        for tr in trs:
+            due = tr.commit_due()
+            if due is not None:
+                offsets[tr.tp] = due
+        if not offsets:
+            return
+        try:
+            await self.consumer.commit(offsets)
+        except (KafkaError, AssertionError) as exc:
+            log.warning("offset commit failed (retried later or by the next owner): %s", exc)
+            return
+        self.metrics.commits.inc()
+        for tr in trs:
+            if tr.tp in offsets:
+                tr.committed = offsets[tr.tp]
+
+    async def _commit_loop(self, stop: asyncio.Event) -> None:
+        interval = self.s.commit_interval_ms / 1000
+        while not stop.is_set():
+            await asyncio.sleep(interval)
+            await self._commit([tr for tr in self.trackers.values() if tr.active])
+
+    async def _housekeeping_loop(self, stop: asyncio.Event) -> None:
+        """Lag gauges and the worker registry heartbeat."""
+        last_beat = 0.0
+        while not stop.is_set():
+            self._update_lag()
+            if time.monotonic() - last_beat >= self.s.heartbeat_s:
+                last_beat = time.monotonic()
+                with contextlib.suppress(Exception):
+                    await self._heartbeat()
+            await asyncio.sleep(1.0)
+
+    def _update_lag(self) -> None:
+        lag: dict[str, int] = {}
+        for tr in list(self.trackers.values()):
+            end = self.consumer.last_stable_offset(tr.tp)
+            if end is None:
+                end = self.consumer.highwater(tr.tp)
+            done = tr.next_commit if tr.next_commit is not None else tr.committed
+            if end is None or done is None:
+                continue
+            lag[tr.group] = lag.get(tr.group, 0) + max(0, end - done)
+        for group, value in lag.items():
+            self.metrics.lag.labels(group).set(value)
+
+    def owned_groups(self) -> list[str]:
+        """Groups this worker currently owns."""
+        return sorted({tr.group for tr in self.trackers.values() if tr.active})
+
+    def _registry_key(self) -> str:
+        return _KV_KEY_BAD.sub("_", self.s.worker_id)
+
+    async def _heartbeat(self) -> None:
+        if self._ctl is None:
+            self._ctl = await nats.connect(
+                self.common.nats_url, name=f"ofa-bridge-ctl-{self.s.worker_id}", connect_timeout=2
+            )
+        kv = await ensure_registry(self._ctl.jetstream(), self.s)
+        entry = streams.BridgeEntry(
+            id=self.s.worker_id, groups=self.owned_groups(), updated_ms=int(time.time() * 1000)
+        )
+        await kv.put(self._registry_key(), msgspec.json.encode(entry))
+
+    async def _unregister(self) -> None:
+        if self._ctl is None:
+            return
+        with contextlib.suppress(Exception):
+            kv = await self._ctl.jetstream().key_value(self.s.bridges_bucket)
+            await kv.delete(self._registry_key())
+        with contextlib.suppress(Exception):
+            await self._ctl.close()
+
+    # -- health -----------------------------------------------------------------------------
+
+    async def ready_issues(self) -> dict[str, str]:
+        """Empty when Kafka answers and JetStream is connected; else what is not."""
+        issues: dict[str, str] = {}
+        if not self.publisher.connected:
+            issues["nats"] = self.publisher.last_error or "not connected"
+        if not self._started:
+            issues["kafka"] = "consumer not started"
+        else:
+            try:
+                await asyncio.wait_for(self.consumer.topics(), 3)
+            except Exception as exc:
+                issues["kafka"] = f"metadata request failed: {type(exc).__name__}: {exc}"
+        return issues
+
+    def info(self) -> dict[str, Any]:
+        """What /info shows."""
+        return {
+            "worker_id": self.s.worker_id,
+            "consumer_group": self.s.consumer_group,
+            "groups": self.owned_groups(),
+            "publisher": self.publisher.describe(),
+        }

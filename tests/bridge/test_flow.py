@@ -1,0 +1,199 @@
+"""One worker against real Kafka and a private nats-server: what lands in JetStream."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import msgspec
+import nats
+import pytest
+
+from bridge.settings import BridgeSettings
+from compose.local_infra import NatsProcess
+from ofa_contract import streams
+from ofa_contract.naming import encode_token
+from tests.bridge.support import (
+    InProcessWorker,
+    bridge_settings,
+    read_stream,
+    stream_count,
+    topic_of,
+    wait_for,
+)
+from tests.helpers import Endpoints, create_topics, load_samples, produce, sample_record
+
+
+def _event(asset: str, item: str, seq: int) -> bytes:
+    return msgspec.json.encode(
+        {"ID": item, "VALUE": seq, "TYPE": "Samples", "attributes": {"seq": seq}}
+    )
+
+
+async def test_records_land_in_stream_live_and_kv(
+    infra: Endpoints, nats_private: NatsProcess, unique: str
+) -> None:
+    s = bridge_settings(unique)
+    t1, t2 = topic_of(s, "WC1"), topic_of(s, "WC 2/ü")
+    await create_topics(infra.kafka, [t1, t2], partitions=3)
+    samples = [x for x in load_samples() if x.get("key") == "VIRTUAL-TEMP-SENS-001"][:3]
+    raw = [sample_record(x) for x in samples]
+    headed = (b"A-1", _event("A-1", "temp", 0), [("trace", b"abc"), ("Nats-Rollup", b"all")])
+    # A record that does not decode is skipped and counted, without blocking its partition.
+    bad = (b"A-1", b"not json", [])
+    records_t1 = [*raw, headed, bad, (b"A-1", _event("A-1", "temp", 1), [])]
+    records_t2 = [(b"asset \xc3\xa9", _event("x", "it.em", 7), [])]
+
+    nc = await nats.connect(nats_private.url)
+    live = await nc.subscribe(f"{streams.LIVE_SUBJECT_PREFIX}.>")
+    async with InProcessWorker(infra.kafka, nats_private.url, s) as w:
+        metas1 = await produce(infra.kafka, t1, records_t1)
+        await produce(infra.kafka, t2, records_t2)
+        expected = len(records_t1) - 1 + len(records_t2)
+        await wait_for(
+            lambda: _ge(stream_count(nats_private.url, s.stream_name), expected),
+            30,
+            f"{expected} messages in the stream",
+        )
+        # Offsets are committed up to the last record, including the skipped bad one.
+        await wait_for(
+            lambda: _committed_all(w, metas1),
+            15,
+            "offsets committed past every record",
+        )
+        assert w.metric("bridge_bad_records_total", {"group": "WC1", "kind": "not_json"}) == 1
+        assert w.metric("bridge_records_bridged_total", {"group": "WC1"}) == len(records_t1) - 1
+        assert w.worker.owned_groups() == ["WC 2/ü", "WC1"]
+
+    msgs = await read_stream(nats_private.url, s.stream_name, f"{s.stream_subject_prefix}.>")
+    assert len(msgs) == expected
+    by_id = {m.headers[streams.H_MSG_ID]: m for m in msgs if m.headers}
+    for (key, value, _), meta in zip(records_t1, metas1, strict=True):
+        mid = streams.msg_id(t1, meta.partition, meta.offset)
+        if value == b"not json":
+            assert mid not in by_id
+            continue
+        m = by_id[mid]
+        assert m.data == value  # byte for byte
+        assert m.headers is not None
+        assert m.headers[streams.H_ASSET] == key.decode()
+        assert m.headers[streams.H_GROUP] == "WC1"
+        # The record's own CreateTime (the producer's metadata may carry its batch's).
+        assert abs(int(m.headers[streams.H_KAFKA_TS]) - meta.timestamp) < 5000
+        item = msgspec.json.decode(value)["ID"]
+        assert m.headers[streams.H_ITEM] == item
+        assert m.subject == streams.stream_subject(key.decode(), item)
+    hm = next(m for m in msgs if m.headers and m.headers.get("trace") == "abc")
+    assert "Nats-Rollup" not in (hm.headers or {})  # JetStream control headers never forwarded
+    odd = next(m for m in msgs if m.headers and m.headers[streams.H_GROUP] == "WC 2/ü")
+    assert odd.subject == f"ofa.asset.{encode_token('asset é')}.{encode_token('it.em')}"
+
+    # Live subjects carry the stream sequence headers (RePublish).
+    got = []
+    for _ in range(expected):
+        got.append(await live.next_msg(timeout=5))
+    assert all(g.headers and streams.H_SEQUENCE in g.headers for g in got)
+    assert sorted(int(g.headers[streams.H_SEQUENCE]) for g in got if g.headers) == list(
+        range(1, expected + 1)
+    )
+    temp = [g for g in got if g.subject == streams.live_subject("A-1", "temp")]
+    assert [g.data for g in temp] == [_event("A-1", "temp", 0), _event("A-1", "temp", 1)]
+    assert (
+        temp[1].headers
+        and temp[1].headers[streams.H_LAST_SEQUENCE] == temp[0].headers[streams.H_SEQUENCE]
+    )
+
+    # The KV bucket holds the latest value per data item (fed by the stream server-side).
+    kv = await nc.jetstream().key_value(s.state_bucket)
+
+    async def latest_is_seq1() -> bool:
+        try:
+            e = await kv.get(streams.state_key("A-1", "temp"))
+        except Exception:
+            return False
+        return e.value == _event("A-1", "temp", 1)
+
+    await wait_for(latest_is_seq1, 10, "asset_state to hold the latest temp value")
+    e = await kv.get(streams.state_key("asset é", "it.em"))
+    assert e.value == _event("x", "it.em", 7)
+    await nc.close()
+
+
+async def _ge(coro: object, n: int) -> bool:
+    return int(await coro) >= n  # type: ignore[misc]
+
+
+async def _committed_all(w: InProcessWorker, metas: list[object]) -> bool:
+    from aiokafka import TopicPartition
+
+    last: dict[TopicPartition, int] = {}
+    for m in metas:
+        tp = TopicPartition(m.topic, m.partition)  # type: ignore[attr-defined]
+        last[tp] = max(last.get(tp, -1), m.offset)  # type: ignore[attr-defined]
+    for tp, off in last.items():
+        committed = await w.worker.consumer.committed(tp)
+        if committed is None or committed < off + 1:
+            return False
+    return True
+
+
+async def test_new_group_topic_is_picked_up_without_restart(
+    infra: Endpoints, nats_private: NatsProcess, unique: str
+) -> None:
+    s = bridge_settings(unique)
+    first = topic_of(s, "G1")
+    await create_topics(infra.kafka, [first], partitions=2)
+    async with InProcessWorker(infra.kafka, nats_private.url, s) as w:
+        await produce(infra.kafka, first, [(b"a", _event("a", "x", 0), [])])
+        await wait_for(lambda: _ge(stream_count(nats_private.url, s.stream_name), 1), 30, "1st")
+        t0 = time.monotonic()
+        late = topic_of(s, "G-late")
+        await create_topics(infra.kafka, [late], partitions=2)
+        await produce(infra.kafka, late, [(b"b", _event("b", "y", 0), [])])
+        await wait_for(lambda: _ge(stream_count(nats_private.url, s.stream_name), 2), 30, "late")
+        assert "G-late" in w.worker.owned_groups()
+        # Within seconds (metadata refresh + rebalance), not minutes.
+        assert time.monotonic() - t0 < 20
+
+
+@pytest.mark.parametrize("n", [3000])
+async def test_nats_restart_mid_flow_loses_and_duplicates_nothing(
+    infra: Endpoints, nats_private: NatsProcess, unique: str, n: int
+) -> None:
+    s: BridgeSettings = bridge_settings(unique, ack_timeout_s=3.0)
+    topic = topic_of(s, "R")
+    await create_topics(infra.kafka, [topic], partitions=3)
+    assets = [f"asset-{i}" for i in range(6)]
+
+    async def producer() -> None:
+        per = n // 10
+        for chunk in range(10):
+            recs = []
+            for j in range(per):
+                seq = chunk * per + j
+                a = assets[seq % len(assets)]
+                recs.append((a.encode(), _event(a, "v", seq // len(assets)), []))
+            await produce(infra.kafka, topic, recs)
+            await asyncio.sleep(0.15)
+
+    async with InProcessWorker(infra.kafka, nats_private.url, s) as w:
+        prod = asyncio.create_task(producer())
+        await wait_for(
+            lambda: _ge(stream_count(nats_private.url, s.stream_name), n // 5), 30, "flow"
+        )
+        nats_private.stop()
+        await asyncio.sleep(1.0)  # an outage long enough for publishes to fail
+        nats_private.start()
+        await nats_private.wait_ready()
+        await prod
+        await wait_for(lambda: _ge(stream_count(nats_private.url, s.stream_name), n), 60, "all n")
+        assert w.metric("bridge_nats_resets_total", {"reason": "disconnect"}) >= 1
+    msgs = await read_stream(nats_private.url, s.stream_name, f"{s.stream_subject_prefix}.>")
+    assert len(msgs) == n
+    ids = [m.headers[streams.H_MSG_ID] for m in msgs if m.headers]
+    assert len(set(ids)) == n
+    per_asset: dict[str, list[int]] = {}
+    for m in msgs:
+        per_asset.setdefault(m.subject, []).append(msgspec.json.decode(m.data)["VALUE"])
+    for subject, seqs in per_asset.items():
+        assert seqs == list(range(len(seqs))), f"order broken for {subject}"
