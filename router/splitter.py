@@ -1,0 +1,582 @@
+"""The splitter: ``ofa_assets`` -> ``asset_stream_<group>``, exactly once.
+
+Consume-transform-produce in Kafka transactions. Each input record goes, byte for byte, to the
+derived topic of its asset's group (key = asset uuid, original headers plus the source
+coordinates and the group); a record that breaks the contract goes to the dead-letter topic
+instead. Derived records, changelog updates, group announcements, dead letters and the input
+offsets of one cycle are committed in one transaction per input partition, so a crash at any
+point leaves every input record in exactly one output, exactly once, for read_committed readers.
+
+Transactional ids and fencing
+-----------------------------
+aiokafka has no KIP-447 (``sendOffsetsToTransaction`` with consumer group metadata), so the
+broker cannot fence a zombie by consumer generation. We use the classic scheme of Kafka Streams'
+"exactly_once" (v1) mode instead: **one transactional producer per owned input partition**, with
+``transactional.id = <SPLIT_TRANSACTIONAL_ID_PREFIX>-<input topic>-<partition>``. Whoever takes a
+partition first initialises that producer (InitProducerId), which bumps the epoch, aborts or
+completes the previous owner's open transaction and fences the previous owner for good; only then
+does it read the committed offset and the partition's changelog. Several instances can therefore
+share the input partitions through an ordinary consumer group: a partition's output is written by
+exactly one live producer epoch at any time. A fenced instance (ProducerFenced) stops with an
+error and is expected to be restarted; it never writes again with the old epoch.
+
+State
+-----
+The asset -> group table is partitioned like the input: the changelog topic has (at least) as
+many partitions as the input, and the entry of an asset read from input partition ``p`` is written
+to changelog partition ``p`` (explicitly, not by hashing). On assignment of ``p`` the instance
+reads changelog partition ``p`` from the beginning to its last stable offset (read_committed)
+before it processes any record of ``p``.
+
+Groups
+------
+A group's derived topic is created on first use (partitions, replication, retention are
+settings) before the transaction that writes to it, and the group is announced on the compacted
+``ofa_groups`` topic (key = group name, value = GroupAnnouncement JSON) inside that transaction,
+so bridges, edges and the router discover new groups without a redeploy.
+
+Regrouping and order
+--------------------
+When an asset moves (a new ``workcenter`` record, or whatever the strategy reads), that record
+and every later one go to the new group's topic; earlier records stay in the old group's topic.
+Order per asset is preserved *within* each derived topic, but a reader of both topics may see the
+first records of the new group before the last ones of the old group: there is no order across
+topics. Records of an asset without a group go to ``SPLIT_DEFAULT_GROUP`` (``_ungrouped``), or are
+dropped and counted when it is empty.
+
+Cadence
+-------
+A cycle starts as soon as the first records arrive (low load: a record is committed within a few
+milliseconds), then keeps taking what is already fetched until nothing more is buffered, the
+cycle holds ``SPLIT_MAX_BATCH_RECORDS`` or ``SPLIT_MAX_COMMIT_INTERVAL_MS`` have passed. Under load
+records accumulate while a commit is in flight, so batches grow by themselves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import msgspec
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import ProducerFenced
+from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
+from prometheus_client import CollectorRegistry
+
+from ofa_contract import topics as T
+from ofa_contract.events import BadRecord, decode_record
+from ofa_contract.naming import group_topic
+from ofa_contract.settings import CommonSettings
+from router.grouping import GroupingStrategy
+from router.splitter_metrics import SplitterMetrics
+from router.splitter_settings import SplitterSettings
+from router.splitter_state import apply_announcements, apply_changelog, read_to_end
+from router.splitter_topics import TopicAdmin
+
+log = logging.getLogger("ofa_serving.splitter")
+
+#: Header naming the original size of a dead letter that had to be truncated to fit.
+H_TRUNCATED = "ofa-truncated-from"
+
+_enc = msgspec.json.Encoder()
+
+
+class SplitterError(RuntimeError):
+    """The splitter cannot go on (fenced, misconfigured topics, failed restore...)."""
+
+
+class _Partition:
+    """What the splitter holds for one owned input partition."""
+
+    __slots__ = ("in_txn", "next_offset", "number", "producer", "table")
+
+    def __init__(self, number: int, producer: AIOKafkaProducer, table: dict[str, str]) -> None:
+        self.number = number
+        self.producer = producer
+        self.table = table
+        self.in_txn = False
+        self.next_offset = -1
+
+
+class _Cycle:
+    """Bookkeeping of one transaction cycle (counted into metrics only once committed)."""
+
+    __slots__ = ("count", "dlq", "dropped", "out", "regrouped", "touched")
+
+    def __init__(self) -> None:
+        self.touched: list[_Partition] = []
+        self.count = 0
+        self.out: dict[str, int] = {}
+        self.dlq: dict[str, int] = {}
+        self.dropped = 0
+        self.regrouped = 0
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, splitter: Splitter) -> None:
+        self._splitter = splitter
+
+    async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        await self._splitter._guarded(self._splitter._on_revoked(list(revoked)))
+
+    async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        await self._splitter._guarded(self._splitter._on_assigned(list(assigned)))
+
+
+class Splitter:
+    """One splitter instance: start(), run(stop), close()."""
+
+    def __init__(
+        self,
+        common: CommonSettings,
+        settings: SplitterSettings,
+        strategy: GroupingStrategy,
+        registry: CollectorRegistry,
+    ) -> None:
+        self.common = common
+        self.settings = settings
+        self.strategy = strategy
+        self.metrics = SplitterMetrics(registry)
+        self.input_topic = common.input_topic
+        self._bootstrap = common.kafka_bootstrap_servers
+        self._admin = TopicAdmin(self._bootstrap)
+        self._consumer: AIOKafkaConsumer | None = None
+        self._parts: dict[int, _Partition] = {}
+        self._ready_parts: set[int] = set()
+        self._groups: dict[str, T.GroupAnnouncement] = {}
+        self._lock = asyncio.Lock()
+        self._epoch = 0
+        self._fatal: BaseException | None = None
+        self._wake = asyncio.Event()
+        self._started = False
+        self._joined = False
+        self._restoring: set[int] = set()
+        self._changelog_partitions = 0
+
+    # ---------------------------------------------------------------- lifecycle
+
+    async def start(self) -> None:
+        """Create internal topics, load group announcements and join the consumer group."""
+        s = self.settings
+        await self._admin.start()
+        n_input = await self._admin.partitions(self.input_topic)
+        if n_input == 0:
+            raise SplitterError(f"input topic {self.input_topic!r} does not exist")
+        await self._admin.ensure(
+            s.changelog_topic, n_input, s.topic_replication, {"cleanup.policy": "compact"}
+        )
+        self._changelog_partitions = await self._admin.partitions(s.changelog_topic)
+        if self._changelog_partitions < n_input:
+            raise SplitterError(
+                f"changelog topic {s.changelog_topic!r} has {self._changelog_partitions} "
+                f"partitions but the input {self.input_topic!r} has {n_input}; the changelog "
+                "needs one partition per input partition (add partitions to it)"
+            )
+        await self._admin.ensure(
+            s.groups_topic, 1, s.topic_replication, {"cleanup.policy": "compact"}
+        )
+        await self._admin.ensure(
+            s.dlq_topic, 1, s.topic_replication, {"max.message.bytes": str(s.dlq_max_bytes)}
+        )
+        n_groups = await self._admin.partitions(s.groups_topic)
+        await read_to_end(
+            self._bootstrap,
+            [TopicPartition(s.groups_topic, p) for p in range(n_groups)],
+            apply_announcements(self._groups),
+            timeout=s.restore_timeout_s,
+        )
+        log.info("known groups loaded", extra={"groups": sorted(self._groups)})
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=self._bootstrap,
+            group_id=s.group_id,
+            isolation_level="read_committed",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            session_timeout_ms=s.session_timeout_ms,
+            heartbeat_interval_ms=s.heartbeat_interval_ms,
+            max_partition_fetch_bytes=max(s.max_record_bytes * 2, 1024 * 1024),
+            fetch_max_bytes=max(s.max_record_bytes * 4, 50 * 1024 * 1024),
+            max_poll_records=s.max_batch_records,
+        )
+        await self._consumer.start()
+        self._consumer.subscribe([self.input_topic], listener=_Listener(self))
+        self._started = True
+
+    async def close(self) -> None:
+        """Abort anything still open, leave the group, close every client."""
+        for part in list(self._parts.values()):
+            if part.in_txn:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(part.producer.abort_transaction(), 10)
+                part.in_txn = False
+        if self._consumer is not None:
+            with contextlib.suppress(Exception):
+                await self._consumer.stop()
+        for part in list(self._parts.values()):
+            with contextlib.suppress(Exception):
+                await part.producer.stop()
+        self._parts.clear()
+        self._ready_parts.clear()
+        with contextlib.suppress(Exception):
+            await self._admin.close()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Process until ``stop`` is set (the open cycle is committed first) or a fatal error."""
+        consumer = self._consumer
+        assert consumer is not None, "start() first"
+        s = self.settings
+        while not stop.is_set():
+            if self._fatal is not None:
+                raise SplitterError(f"splitter failed: {self._fatal!r}") from self._fatal
+            epoch = self._epoch
+            batch = await consumer.getmany(
+                timeout_ms=s.poll_timeout_ms, max_records=s.max_batch_records
+            )
+            if not batch:
+                self._update_lag()
+                continue
+            async with self._lock:
+                if epoch != self._epoch:
+                    # A rebalance ran since the fetch: positions were reset by seek, these
+                    # records will be fetched again from the committed offsets.
+                    continue
+                await self._cycle(consumer, batch)
+        if self._fatal is not None:
+            raise SplitterError(f"splitter failed: {self._fatal!r}") from self._fatal
+
+    # ---------------------------------------------------------------- the cycle
+
+    async def _cycle(
+        self,
+        consumer: AIOKafkaConsumer,
+        batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]],
+    ) -> None:
+        s = self.settings
+        cycle = _Cycle()
+        started = time.monotonic()
+        budget = s.max_commit_interval_ms / 1000
+        try:
+            await self._process(batch, cycle)
+            while cycle.count < s.max_batch_records and time.monotonic() - started < budget:
+                more = await consumer.getmany(
+                    timeout_ms=0, max_records=s.max_batch_records - cycle.count
+                )
+                if not more:
+                    break
+                await self._process(more, cycle)
+            await self._commit(cycle)
+        except BaseException as exc:
+            await self._abort(cycle)
+            if isinstance(exc, ProducerFenced):
+                raise SplitterError(
+                    "fenced: another splitter instance took over an input partition of this "
+                    "one (its transactional id); restart to rejoin"
+                ) from exc
+            raise
+        self._update_lag()
+
+    async def _process(
+        self,
+        batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]],
+        cycle: _Cycle,
+    ) -> None:
+        s = self.settings
+        default = s.default_group
+        in_topic = self.input_topic
+        for tp, records in batch.items():
+            part = self._parts.get(tp.partition)
+            if part is None or tp.partition not in self._ready_parts or tp.topic != in_topic:
+                # Not (yet) ours: its position is reset by the assignment's seek.
+                continue
+            if not part.in_txn:
+                await part.producer.begin_transaction()
+                part.in_txn = True
+                cycle.touched.append(part)
+            producer = part.producer
+            src_topic = in_topic.encode()
+            src_part = str(tp.partition).encode()
+            self.metrics.records_in.labels(str(tp.partition)).inc(len(records))
+            for rec in records:
+                cycle.count += 1
+                part.next_offset = rec.offset + 1
+                try:
+                    event = decode_record(
+                        rec.key, rec.value, rec.headers, max_bytes=s.max_record_bytes
+                    )
+                except BadRecord as exc:
+                    await self._dead_letter(part, rec, exc.kind, exc.detail, cycle)
+                    continue
+                current = part.table.get(event.asset_uuid)
+                group = self.strategy.group_for(event, current)
+                if group is not None and group != current:
+                    try:
+                        group_topic(group, s.topic_prefix)
+                    except ValueError as exc:
+                        await self._dead_letter(part, rec, "bad_group", str(exc), cycle)
+                        continue
+                    part.table[event.asset_uuid] = group
+                    await producer.send(
+                        s.changelog_topic,
+                        _enc.encode(T.AssetGroup(group=group, updated_ms=int(time.time() * 1000))),
+                        key=rec.key,
+                        partition=tp.partition,
+                    )
+                    cycle.regrouped += 1
+                    log.info(
+                        "asset grouped",
+                        extra={"asset": event.asset_uuid, "group": group, "previous": current},
+                    )
+                if group is None:
+                    group = default
+                if not group:
+                    cycle.dropped += 1
+                    continue
+                topic = await self._ensure_group(group, part)
+                headers = list(rec.headers)
+                headers.append((T.H_SRC_TOPIC, src_topic))
+                headers.append((T.H_SRC_PARTITION, src_part))
+                headers.append((T.H_SRC_OFFSET, str(rec.offset).encode()))
+                headers.append((T.H_GROUP, group.encode()))
+                await producer.send(topic, rec.value, key=rec.key, headers=headers)
+                cycle.out[group] = cycle.out.get(group, 0) + 1
+
+    async def _dead_letter(
+        self,
+        part: _Partition,
+        rec: ConsumerRecord[bytes, bytes],
+        kind: str,
+        detail: str,
+        cycle: _Cycle,
+    ) -> None:
+        s = self.settings
+        headers = list(rec.headers)
+        headers += [
+            (T.H_ERROR_KIND, kind.encode()),
+            (T.H_ERROR, detail.encode("utf-8", "replace")[:2000]),
+            (T.H_SRC_TOPIC, self.input_topic.encode()),
+            (T.H_SRC_PARTITION, str(rec.partition).encode()),
+            (T.H_SRC_OFFSET, str(rec.offset).encode()),
+        ]
+        value = rec.value
+        room = s.dlq_max_bytes - 64 * 1024
+        if value is not None and len(value) > room:
+            # Only possible when the input allows larger records than the dead-letter topic;
+            # keep the head and say how large it was rather than lose the whole record.
+            headers.append((H_TRUNCATED, str(len(value)).encode()))
+            value = value[:room]
+        if value is None and rec.key is None:
+            value = b""
+        await part.producer.send(s.dlq_topic, value, key=rec.key, headers=headers)
+        cycle.dlq[kind] = cycle.dlq.get(kind, 0) + 1
+        log.warning(
+            "bad record sent to the dead-letter topic",
+            extra={
+                "kind": kind,
+                "detail": detail[:500],
+                "topic": self.input_topic,
+                "partition": rec.partition,
+                "offset": rec.offset,
+            },
+        )
+
+    async def _ensure_group(self, group: str, part: _Partition) -> str:
+        s = self.settings
+        ann = self._groups.get(group)
+        if ann is not None:
+            return ann.topic
+        topic = group_topic(group, s.topic_prefix)
+        # Created before the transaction writes to it: a produce to a missing topic would
+        # stall the transaction until the metadata timeout.
+        await self._admin.ensure(
+            topic,
+            s.topic_partitions,
+            s.topic_replication,
+            {"retention.ms": str(s.topic_retention_ms)},
+        )
+        ann = T.GroupAnnouncement(
+            group=group,
+            topic=topic,
+            partitions=await self._admin.partitions(topic),
+            created_ms=int(time.time() * 1000),
+        )
+        await part.producer.send(s.groups_topic, _enc.encode(ann), key=group.encode())
+        self._groups[group] = ann
+        self.metrics.groups_created.inc()
+        log.info("group announced", extra={"group": group, "topic": topic})
+        return topic
+
+    async def _commit(self, cycle: _Cycle) -> None:
+        if not cycle.touched:
+            return
+        group_id = self.settings.group_id
+        started = time.monotonic()
+
+        async def commit_one(part: _Partition) -> None:
+            tp = TopicPartition(self.input_topic, part.number)
+            await part.producer.send_offsets_to_transaction(
+                {tp: OffsetAndMetadata(part.next_offset, "")}, group_id
+            )
+            await part.producer.commit_transaction()
+            part.in_txn = False
+
+        await asyncio.gather(*(commit_one(p) for p in cycle.touched))
+        m = self.metrics
+        m.commit_latency.observe(time.monotonic() - started)
+        m.transactions.labels("commit").inc(len(cycle.touched))
+        m.cycle_records.observe(cycle.count)
+        for group, n in cycle.out.items():
+            m.records_out.labels(group).inc(n)
+        for kind, n in cycle.dlq.items():
+            m.dlq.labels(kind).inc(n)
+        if cycle.dropped:
+            m.dropped.inc(cycle.dropped)
+        if cycle.regrouped:
+            m.regrouped.inc(cycle.regrouped)
+            m.table_size.set(sum(len(p.table) for p in self._parts.values()))
+
+    async def _abort(self, cycle: _Cycle) -> None:
+        for part in cycle.touched:
+            if not part.in_txn:
+                continue
+            try:
+                await asyncio.wait_for(part.producer.abort_transaction(), 10)
+                self.metrics.transactions.labels("abort").inc()
+            except Exception as exc:  # fenced or broken: the next owner aborts it for us
+                log.warning(
+                    "could not abort transaction",
+                    extra={"partition": part.number, "error": repr(exc)},
+                )
+            part.in_txn = False
+        # No recovery in place: the in-memory tables may hold groups of aborted records, so
+        # the caller stops and a restart rebuilds them from the committed changelog.
+        self._ready_parts.clear()
+
+    def _update_lag(self) -> None:
+        consumer = self._consumer
+        if consumer is None:
+            return
+        for number in self._ready_parts:
+            part = self._parts[number]
+            tp = TopicPartition(self.input_topic, number)
+            end = consumer.last_stable_offset(tp)
+            if end is None:
+                end = consumer.highwater(tp)
+            if end is None or part.next_offset < 0:
+                continue
+            self.metrics.lag.labels(str(number)).set(max(end - part.next_offset, 0))
+
+    # ---------------------------------------------------------------- rebalancing
+
+    async def _guarded(self, coro: Any) -> None:
+        # aiokafka logs and swallows listener exceptions; a failed assignment must stop us.
+        try:
+            await coro
+        except Exception as exc:
+            log.exception("rebalance handling failed")
+            self._fatal = exc
+
+    async def _on_revoked(self, revoked: list[TopicPartition]) -> None:
+        async with self._lock:
+            # The lock waits for a running cycle to commit: nothing is left open here.
+            self._epoch += 1
+            self._ready_parts.clear()
+            for tp in revoked:
+                with contextlib.suppress(KeyError):
+                    self.metrics.lag.remove(str(tp.partition))
+            log.info(
+                "partitions revoked", extra={"partitions": sorted(tp.partition for tp in revoked)}
+            )
+
+    async def _on_assigned(self, assigned: list[TopicPartition]) -> None:
+        consumer = self._consumer
+        assert consumer is not None
+        async with self._lock:
+            self._epoch += 1
+            mine = {tp.partition for tp in assigned if tp.topic == self.input_topic}
+            for number in list(self._parts):
+                if number not in mine:
+                    part = self._parts.pop(number)
+                    with contextlib.suppress(Exception):
+                        await part.producer.stop()
+            bad = [n for n in mine if n >= self._changelog_partitions]
+            if bad:
+                raise SplitterError(
+                    f"input partitions {bad} have no changelog partition in "
+                    f"{self.settings.changelog_topic!r}; add partitions to the changelog"
+                )
+            new = sorted(mine - set(self._parts))
+            self._restoring = set(new)
+            started = time.monotonic()
+            producers = await asyncio.gather(*(self._new_producer(n) for n in new))
+            # The producers' InitProducerId has fenced the previous owners and completed their
+            # open transactions, so the changelog and the committed offsets are now final.
+            tables: dict[int, dict[str, str]] = {n: {} for n in new}
+            for n in new:
+                await read_to_end(
+                    self._bootstrap,
+                    [TopicPartition(self.settings.changelog_topic, n)],
+                    apply_changelog(tables[n]),
+                    timeout=self.settings.restore_timeout_s,
+                )
+            for n, producer in zip(new, producers, strict=True):
+                self._parts[n] = _Partition(n, producer, tables[n])
+            if new:
+                self.metrics.restore_seconds.observe(time.monotonic() - started)
+            for n in sorted(mine):
+                tp = TopicPartition(self.input_topic, n)
+                committed = await consumer.committed(tp)
+                if committed is None:
+                    await consumer.seek_to_beginning(tp)
+                    self._parts[n].next_offset = -1
+                else:
+                    consumer.seek(tp, committed)
+                    self._parts[n].next_offset = committed
+            self._ready_parts = set(mine)
+            self._restoring = set()
+            self._joined = True
+            self.metrics.assigned.set(len(mine))
+            self.metrics.table_size.set(sum(len(p.table) for p in self._parts.values()))
+            log.info(
+                "partitions assigned",
+                extra={
+                    "partitions": sorted(mine),
+                    "restored": new,
+                    "assets": {n: len(t) for n, t in tables.items()},
+                },
+            )
+
+    async def _new_producer(self, number: int) -> AIOKafkaProducer:
+        s = self.settings
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self._bootstrap,
+            transactional_id=f"{s.transactional_id_prefix}-{self.input_topic}-{number}",
+            transaction_timeout_ms=s.transaction_timeout_ms,
+            max_request_size=s.dlq_max_bytes,
+            max_batch_size=256 * 1024,
+            linger_ms=0,
+        )
+        await producer.start()
+        return producer
+
+    # ---------------------------------------------------------------- ops
+
+    async def ready_issues(self) -> dict[str, str]:
+        """What keeps this instance from being ready (empty dict = ready)."""
+        issues: dict[str, str] = {}
+        if self._fatal is not None:
+            issues["splitter"] = f"failed: {self._fatal!r}"
+        if not self._started:
+            issues["splitter"] = "starting"
+        elif not self._joined:
+            issues["consumer_group"] = f"joining consumer group {self.settings.group_id!r}"
+        if self._restoring:
+            issues["restore"] = f"restoring partitions {sorted(self._restoring)}"
+        try:
+            await asyncio.wait_for(self._admin.ping(), 3)
+        except Exception as exc:
+            issues["kafka"] = f"{self._bootstrap} does not answer: {exc!r}"
+        return issues

@@ -1,0 +1,84 @@
+"""Topic administration for the splitter: internal topics at start-up, derived topics on first
+use. Kafka's admin API answers per-topic error codes instead of raising, so they are checked
+here and an existing topic counts as success (several instances race to create the same one).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import for_code
+
+log = logging.getLogger("ofa_serving.splitter")
+
+_TOPIC_ALREADY_EXISTS = 36
+_UNKNOWN_TOPIC = 3
+
+
+class TopicError(RuntimeError):
+    """A topic could not be created or described; the message says which and why."""
+
+
+class TopicAdmin:
+    """A thin wrapper around :class:`AIOKafkaAdminClient` for the topics the splitter owns."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self._admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15000)
+
+    async def start(self) -> None:
+        """Connect to the cluster."""
+        await self._admin.start()
+
+    async def close(self) -> None:
+        """Close the connections."""
+        await self._admin.close()
+
+    async def ping(self) -> None:
+        """Raise if the cluster does not answer a metadata request."""
+        await self._admin.describe_cluster()
+
+    async def partitions(self, topic: str) -> int:
+        """The partition count of ``topic``, or 0 when it does not exist."""
+        described: list[dict[str, Any]] = await self._admin.describe_topics([topic])
+        for t in described:
+            if t["topic"] != topic:
+                continue
+            if t["error_code"] == _UNKNOWN_TOPIC:
+                return 0
+            if t["error_code"] != 0:
+                raise TopicError(f"cannot describe topic {topic!r}: {for_code(t['error_code'])}")
+            return len(t["partitions"])
+        return 0
+
+    async def ensure(
+        self, topic: str, partitions: int, replication: int, config: dict[str, str]
+    ) -> bool:
+        """Create ``topic`` unless it exists; return True when this call created it.
+
+        Waits until the topic's metadata is visible, so that a producer can send to it at once.
+        """
+        resp = await self._admin.create_topics(
+            [NewTopic(topic, partitions, replication, topic_configs=config)]
+        )
+        created = False
+        for entry in resp.topic_errors:
+            name, code = entry[0], entry[1]
+            if name != topic:
+                continue
+            if code == 0:
+                created = True
+            elif code != _TOPIC_ALREADY_EXISTS:
+                detail = entry[2] if len(entry) > 2 and entry[2] else for_code(code).__name__
+                raise TopicError(f"cannot create topic {topic!r}: {detail}")
+        for _ in range(100):
+            if await self.partitions(topic) > 0:
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise TopicError(f"topic {topic!r} was created but its metadata never appeared")
+        if created:
+            log.info("created topic", extra={"topic": topic, "partitions": partitions})
+        return created

@@ -1,0 +1,65 @@
+"""Routing, default group, regrouping, new groups and dead letters, with a splitter running in
+the test's event loop against the real broker."""
+
+from __future__ import annotations
+
+from compose.simulator import Factory, simulate
+from ofa_contract import topics as T
+from ofa_contract.naming import group_topic
+from tests.helpers import Endpoints
+from tests.splitter.support import (
+    by_topic,
+    header,
+    make_input,
+    names,
+    read_input,
+    read_outputs,
+    running_splitter,
+    seq_of,
+    src_coord,
+    wait_caught_up,
+)
+
+
+async def test_routes_three_workcenters(infra: Endpoints, unique: str) -> None:
+    n = names(unique)
+    await make_input(infra.kafka, n)
+    factory = Factory(9, 3, prefix=f"R{unique}")
+    written = await simulate(factory, infra.kafka, n.input, rate=2000, count=300)
+    async with running_splitter(infra.kafka, n) as splitter:
+        await wait_caught_up(infra.kafka, n)
+        out = await read_outputs(infra.kafka, n)
+        assert len(out) == written
+        topics = by_topic(out)
+        expected_topics = {group_topic(wc, n.prefix) for wc in ("WC1", "WC2", "WC3")}
+        expected_topics.add(group_topic(T.DEFAULT_GROUP, n.prefix))
+        assert set(topics) == expected_topics
+        for asset in factory.assets:
+            topic = group_topic(factory.workcenter[asset], n.prefix)
+            mine = [r for r in topics[topic] if r.key == asset.encode()]
+            # Everything from the workcenter record on (seq 4), in order, nothing elsewhere.
+            assert [seq_of(r) for r in mine] == list(range(4, factory.seq[asset] + 1))
+            before = [
+                r for r in topics[group_topic(T.DEFAULT_GROUP, n.prefix)] if r.key == asset.encode()
+            ]
+            assert [seq_of(r) for r in before] == [1, 2, 3]
+        for helper in factory.helpers:
+            rs = [r for r in out if r.key == helper.encode()]
+            assert {r.topic for r in rs} == {group_topic(T.DEFAULT_GROUP, n.prefix)}
+        # Value bytes and headers are the originals, plus the source coordinates and group.
+        inputs = {(r.partition, r.offset): r for r in await read_input(infra.kafka, n.input)}
+        for r in out:
+            src = inputs[src_coord(r)]
+            assert r.value == src.value and r.key == src.key
+            assert list(r.headers[: len(src.headers)]) == list(src.headers)
+            assert header(r, T.H_SRC_TOPIC) == n.input.encode()
+            assert header(r, T.H_GROUP) == group_topic_group(r.topic, n.prefix).encode()
+        assert len({src_coord(r) for r in out}) == written
+        metrics = splitter.metrics
+        assert metrics.records_out.labels("WC1")._value.get() > 0
+
+
+def group_topic_group(topic: str, prefix: str) -> str:
+    from ofa_contract.naming import group_from_topic
+
+    return group_from_topic(topic, prefix)
