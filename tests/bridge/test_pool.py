@@ -1,0 +1,240 @@
+"""A pool of `ofa-serving bridge` processes: singleton per group, failover, exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import msgspec
+import pytest
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.coordinator.protocol import ConsumerProtocol
+
+from bridge.settings import BridgeSettings
+from compose.local_infra import NatsProcess
+from ofa_contract import streams
+from tests.bridge.support import (
+    WorkerProcess,
+    bridge_settings,
+    env_for,
+    read_stream,
+    stream_count,
+    topic_of,
+    wait_for,
+)
+from tests.helpers import Endpoints, create_topics
+
+GROUPS = [f"WC{i}" for i in range(5)]
+
+
+async def describe(kafka: str, group_id: str) -> tuple[str, dict[str, dict[str, list[int]]]]:
+    """(state, {client_id: {topic: partitions}}) of a consumer group, from the broker."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka)
+    await admin.start()
+    try:
+        resp = await admin.describe_consumer_groups([group_id])
+    finally:
+        await admin.close()
+    _, _, state, _, _, members = resp[0].groups[0][:6]
+    out: dict[str, dict[str, list[int]]] = {}
+    for member in members:
+        client_id, assignment = member[1], member[4]
+        topics: dict[str, list[int]] = {}
+        if assignment:
+            for topic, parts in ConsumerProtocol.ASSIGNMENT.decode(assignment).assignment:
+                topics[topic] = sorted(parts)
+        out[client_id] = topics
+    return state, out
+
+
+async def stable_assignment(
+    kafka: str, s: BridgeSettings, members: int, timeout: float = 60
+) -> dict[str, dict[str, list[int]]]:
+    """Wait until the group is Stable with ``members`` members covering every group topic."""
+    result: dict[str, dict[str, list[int]]] = {}
+    wanted = {topic_of(s, g) for g in GROUPS}
+
+    async def ok() -> bool:
+        nonlocal result
+        state, result = await describe(kafka, s.consumer_group)
+        covered = {t for topics in result.values() for t in topics}
+        return state == "Stable" and len(result) == members and covered == wanted
+
+    await wait_for(ok, timeout, f"a stable assignment over {members} workers", interval=0.5)
+    return result
+
+
+def owners(assignment: dict[str, dict[str, list[int]]]) -> dict[str, str]:
+    """topic -> the one client owning ALL of its partitions (asserted)."""
+    out: dict[str, str] = {}
+    for client, topics in assignment.items():
+        for topic, parts in topics.items():
+            assert topic not in out, f"{topic} split between {out[topic]} and {client}"
+            assert parts == [0, 1, 2], f"{client} owns only partitions {parts} of {topic}"
+            out[topic] = client
+    return out
+
+
+class Flow:
+    """A steady, bounded flow into the derived topics, with a per-asset sequence number."""
+
+    def __init__(self, kafka: str, s: BridgeSettings, rate: int, seconds: float) -> None:
+        self.kafka = kafka
+        self.s = s
+        self.rate = rate
+        self.seconds = seconds
+        self.sent: dict[str, int] = {}
+        self.total = 0
+
+    async def run(self) -> None:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self.kafka, acks="all", enable_idempotence=True, linger_ms=5
+        )
+        await producer.start()
+        assets = [(g, f"{g}-asset-{i}") for g in GROUPS for i in range(3)]
+        try:
+            t0 = time.monotonic()
+            tick = 0
+            while time.monotonic() - t0 < self.seconds:
+                futs = []
+                for _ in range(max(1, self.rate // 20)):
+                    g, a = assets[tick % len(assets)]
+                    tick += 1
+                    seq = self.sent.get(a, 0)
+                    value = msgspec.json.encode(
+                        {"ID": "count", "VALUE": seq, "TYPE": "Samples", "attributes": {"seq": seq}}
+                    )
+                    futs.append(await producer.send(topic_of(self.s, g), value, key=a.encode()))
+                    self.sent[a] = seq + 1
+                await asyncio.gather(*futs)
+                self.total = sum(self.sent.values())
+                await asyncio.sleep(0.05)
+        finally:
+            await producer.stop()
+
+
+@pytest.fixture
+def pool(tmp_path: Path) -> Iterator[list[WorkerProcess]]:
+    procs: list[WorkerProcess] = []
+    yield procs
+    for p in procs:
+        p.kill()
+
+
+def _spawn(
+    pool: list[WorkerProcess],
+    s: BridgeSettings,
+    infra: Endpoints,
+    nats_url: str,
+    tmp: Path,
+    wid: str,
+) -> WorkerProcess:
+    settings = msgspec.structs.replace(s, worker_id=wid)
+    p = WorkerProcess(env_for(settings, infra.kafka, nats_url), tmp / f"{wid}.log")
+    p.start()
+    pool.append(p)
+    return p
+
+
+async def _check_stream(nats_url: str, s: BridgeSettings, flow: Flow) -> None:
+    msgs = await read_stream(nats_url, s.stream_name, f"{s.stream_subject_prefix}.>")
+    ids = [m.headers[streams.H_MSG_ID] for m in msgs if m.headers]
+    assert len(ids) == len(set(ids)), "a Kafka record was stored twice"
+    assert len(msgs) == flow.total, f"{len(msgs)} stored, {flow.total} produced"
+    per_asset: dict[str, list[int]] = {}
+    for m in msgs:
+        asset = (m.headers or {})[streams.H_ASSET]
+        per_asset.setdefault(asset, []).append(msgspec.json.decode(m.data)["attributes"]["seq"])
+    assert set(per_asset) == set(flow.sent)
+    for asset, seqs in per_asset.items():
+        assert seqs == list(range(flow.sent[asset])), f"{asset}: lost, duplicated or reordered"
+
+
+async def _run_pool_scenario(
+    infra: Endpoints,
+    nats_private: NatsProcess,
+    unique: str,
+    tmp_path: Path,
+    pool: list[WorkerProcess],
+    kills: int,
+    seconds: float,
+) -> None:
+    s = bridge_settings(unique)
+    await create_topics(infra.kafka, [topic_of(s, g) for g in GROUPS], partitions=3)
+    for i in range(3):
+        _spawn(pool, s, infra, nats_private.url, tmp_path, f"w{i}-{unique}")
+    first = owners(await stable_assignment(infra.kafka, s, 3))
+    loads = sorted([list(first.values()).count(c) for c in set(first.values())])
+    assert loads == [1, 2, 2], f"unbalanced: {first}"
+
+    flow = Flow(infra.kafka, s, rate=400, seconds=seconds)
+    flow_task = asyncio.create_task(flow.run())
+    try:
+        current = first
+        for k in range(kills):
+            await wait_for(
+                lambda: _ge(stream_count(nats_private.url, s.stream_name), 200),
+                30,
+                "the flow to reach the stream",
+            )
+            # Kill -9 the owner of WC0 (varies as groups move): a crash mid-flow.
+            victim_client = current[topic_of(s, GROUPS[k % len(GROUPS)])]
+            victim = next(p for p in pool if p.proc and f"ofa-bridge-{_wid(p)}" == victim_client)
+            victim.kill()
+            pool.remove(victim)
+            after = owners(await stable_assignment(infra.kafka, s, 2))
+            for topic, client in current.items():
+                if client != victim_client:
+                    assert after[topic] == client, f"{topic} moved although its owner lived"
+                else:
+                    assert after[topic] != victim_client
+            # Restart a worker (a new member), the pool is back to three.
+            _spawn(pool, s, infra, nats_private.url, tmp_path, f"w{3 + k}-{unique}")
+            current = owners(await stable_assignment(infra.kafka, s, 3))
+            moved = [t for t in current if current[t] != after[t]]
+            assert len(moved) <= 2, f"a join moved more than balance needs: {moved}"
+        await flow_task
+        await wait_for(
+            lambda: _ge(stream_count(nats_private.url, s.stream_name), flow.total),
+            60,
+            f"all {flow.total} records in the stream",
+        )
+        await _check_stream(nats_private.url, s, flow)
+    finally:
+        flow_task.cancel()
+        for p in pool:
+            p.terminate()
+        tails = "\n".join(p.log_tail(5) for p in pool)
+    assert all(p.proc is not None and p.proc.returncode == 0 for p in pool), tails
+
+
+def _wid(p: WorkerProcess) -> str:
+    return p.env["BRIDGE_WORKER_ID"]
+
+
+async def _ge(coro: object, n: int) -> bool:
+    return int(await coro) >= n  # type: ignore[misc]
+
+
+async def test_pool_singleton_failover_exactly_once(
+    infra: Endpoints,
+    nats_private: NatsProcess,
+    unique: str,
+    tmp_path: Path,
+    pool: list[WorkerProcess],
+) -> None:
+    await _run_pool_scenario(infra, nats_private, unique, tmp_path, pool, kills=1, seconds=12)
+
+
+@pytest.mark.slow
+async def test_pool_repeated_kill9_exactly_once(
+    infra: Endpoints,
+    nats_private: NatsProcess,
+    unique: str,
+    tmp_path: Path,
+    pool: list[WorkerProcess],
+) -> None:
+    await _run_pool_scenario(infra, nats_private, unique, tmp_path, pool, kills=4, seconds=60)
