@@ -1,0 +1,396 @@
+"""Live fan-out: one NATS subscription per asset in use, feeding bounded per-client byte queues.
+
+The feed encodes each live event once (:func:`edge.sse.event_frame`) and appends the same bytes
+to every client's queue. Appending never waits: a client whose queue exceeds its byte bound is
+cut off (it resumes by Last-Event-ID), so a slow client never slows the subscription or others.
+
+Per-subject sequence headers (``Nats-Sequence``/``Nats-Last-Sequence``, added by the stream's
+RePublish) reveal a live message that never arrived; the feed then holds later messages back,
+fetches the missing ones from the stream, delivers them, and only then carries on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+
+from edge import sse
+from edge.metrics import EdgeMetrics
+from edge.resume import HistoryError, replay
+from ofa_contract.naming import encode_token
+from ofa_contract.streams import H_LAST_SEQUENCE, H_SEQUENCE
+
+log = logging.getLogger("edge.fanout")
+
+#: The live subscription hands messages to an in-process queue; it must essentially never
+#: drop (a drop is detected as a gap and costs every client of the asset a reconnect).
+_LIVE_PENDING_MSGS = 1_000_000
+_LIVE_PENDING_BYTES = 512 * 1024 * 1024
+
+
+class Client:
+    """One SSE stream: a bounded queue of pre-encoded frames and a wake-up event.
+
+    While the client replays history it is ``replaying``: live frames are held aside and, at the
+    hand-over, only those after the last replayed sequence are kept (no gap, no duplicate).
+    """
+
+    __slots__ = (
+        "closed",
+        "drop_on_close",
+        "floor",
+        "held",
+        "held_bytes",
+        "item_token",
+        "limit",
+        "on_cut",
+        "queue",
+        "queue_bytes",
+        "queued_at",
+        "replaying",
+        "task",
+        "wakeup",
+    )
+
+    def __init__(self, item_token: str | None, limit: int, on_cut: Callable[[], None]) -> None:
+        self.item_token = item_token
+        self.limit = limit
+        self.queue: deque[bytes] = deque()
+        self.queue_bytes = 0
+        self.queued_at = 0.0
+        self.wakeup = asyncio.Event()
+        self.closed: str | None = None
+        self.drop_on_close = False
+        self.replaying = True
+        #: Frames up to this sequence came from the history replay: never send them again.
+        self.floor = 0
+        self.held: list[tuple[int, bytes]] = []
+        self.held_bytes = 0
+        self.on_cut = on_cut
+        self.task: asyncio.Task[Any] | None = None
+
+    def push(self, seq: int, token: str, frame: bytes) -> bool:
+        """Queue a live frame; returns False when it was not queued (filtered, closed, cut)."""
+        if (
+            self.closed is not None
+            or seq <= self.floor
+            or (self.item_token is not None and token != self.item_token)
+        ):
+            return False
+        if self.replaying:
+            self.held.append((seq, frame))
+            self.held_bytes += len(frame)
+            if self.held_bytes > self.limit:
+                self.cut("too many live events arrived while replaying history")
+            return True
+        if not self.queue:
+            self.queued_at = time.monotonic()
+        self.queue.append(frame)
+        self.queue_bytes += len(frame)
+        if self.queue_bytes > self.limit:
+            self.cut(f"client too slow: more than {self.limit} bytes queued")
+            return False
+        if not self.wakeup.is_set():
+            self.wakeup.set()
+        return True
+
+    def end_replay(self, last_replayed: int) -> None:
+        """Switch to live: keep the held frames after ``last_replayed``, in arrival order."""
+        self.floor = last_replayed
+        for seq, frame in self.held:
+            if seq > last_replayed:
+                if not self.queue:
+                    self.queued_at = time.monotonic()
+                self.queue.append(frame)
+                self.queue_bytes += len(frame)
+        self.held = []
+        self.held_bytes = 0
+        self.replaying = False
+        if self.queue:
+            self.wakeup.set()
+
+    def cut(self, reason: str) -> None:
+        """Close as too slow: queued frames are dropped (the client resumes from what it got)."""
+        if self.closed is not None:
+            return
+        self.closed = reason
+        self.drop_on_close = True
+        self.queue.clear()
+        self.queue_bytes = 0
+        self.held = []
+        self.wakeup.set()
+        self.on_cut()
+
+    def close(self, reason: str) -> None:
+        """Close after the frames already queued (shutdown, lost NATS connection...)."""
+        if self.closed is None:
+            self.closed = reason
+            self.wakeup.set()
+
+    def take(self) -> bytes:
+        """Everything queued, as one chunk (one socket write for many events)."""
+        data = b"".join(self.queue) if len(self.queue) != 1 else self.queue[0]
+        self.queue.clear()
+        self.queue_bytes = 0
+        return data
+
+
+class AssetFeed:
+    """The live subscription of one asset and the clients it feeds."""
+
+    def __init__(self, hub: Hub, asset_uuid: str) -> None:
+        self.hub = hub
+        self.asset_uuid = asset_uuid
+        token = encode_token(asset_uuid)
+        self.live_wildcard = f"{hub.live_prefix}.{token}.*"
+        self._live_head = f"{hub.live_prefix}.{token}."
+        self._stream_head = f"{hub.stream_prefix}.{token}."
+        self.clients: set[Client] = set()
+        self.refs = 0
+        self.sub: Any = None
+        self.dead = False
+        self.started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        #: Stream sequence when the subscription became active: a later message must arrive.
+        self.start_seq = 0
+        self.last_by_subject: dict[str, int] = {}
+        self._backlog: deque[Msg] | None = None
+        self._fill_task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Note the stream's last sequence, then subscribe (confirmed by a flush).
+
+        A message stored between the two is not received live, but the next one on its subject
+        names it in ``Nats-Last-Sequence`` (> ``start_seq``), so it is filled like any gap.
+        """
+        nc = self.hub.nc
+        info = await nc.jetstream()._jsm.stream_info(self.hub.stream)
+        self.start_seq = int(info.state.last_seq or 0)
+        self.sub = await nc.subscribe(
+            self.live_wildcard,
+            cb=self._on_msg,
+            pending_msgs_limit=_LIVE_PENDING_MSGS,
+            pending_bytes_limit=_LIVE_PENDING_BYTES,
+        )
+        await nc.flush()
+
+    async def stop(self) -> None:
+        """Unsubscribe; the feed is not used again."""
+        self.dead = True
+        if self._fill_task is not None:
+            self._fill_task.cancel()
+        if self.sub is not None:
+            with contextlib.suppress(Exception):
+                await self.sub.unsubscribe()
+
+    def stream_filter(self, item_token: str | None) -> str:
+        """Stream filter subject for this asset (or one of its data items)."""
+        return self._stream_head + (item_token or "*")
+
+    async def _on_msg(self, msg: Msg) -> None:
+        if self.dead:
+            return
+        drop = self.hub.test_drop_live
+        if drop is not None and drop(msg):
+            return
+        if self._backlog is not None:
+            self._backlog.append(msg)
+            return
+        if self._gap_from(msg) is not None:
+            self._backlog = deque([msg])
+            self._fill_task = asyncio.get_running_loop().create_task(self._fill())
+            return
+        self._accept(msg)
+
+    def _gap_from(self, msg: Msg) -> int | None:
+        """First sequence that may be missing before ``msg`` on its subject, or None."""
+        hdrs = msg.headers or {}
+        try:
+            prev_stored = int(hdrs.get(H_LAST_SEQUENCE, "0"))
+        except ValueError:
+            return None
+        prev_seen = self.last_by_subject.get(msg.subject)
+        floor = prev_seen if prev_seen is not None else self.start_seq
+        if prev_stored > floor:
+            return floor + 1
+        return None
+
+    def _accept(self, msg: Msg) -> None:
+        hdrs = msg.headers or {}
+        try:
+            seq = int(hdrs[H_SEQUENCE])
+        except (KeyError, ValueError):
+            log.warning("live message without %s on %s; dropped", H_SEQUENCE, msg.subject)
+            return
+        prev = self.last_by_subject.get(msg.subject)
+        if prev is not None and seq <= prev:
+            return  # already delivered (a fill overlapped the live message)
+        self._deliver(msg.subject[len(self._live_head) :], msg.subject, seq, msg.data)
+
+    def _deliver(self, token: str, live_subject: str, seq: int, data: bytes) -> None:
+        self.last_by_subject[live_subject] = seq
+        frame = sse.event_frame(seq, data)
+        n = 0
+        for client in self.clients:
+            if client.push(seq, token, frame):
+                n += 1
+        if n:
+            self.hub.metrics.delivered.inc(n)
+
+    async def _fill(self) -> None:
+        """Deliver the backlog in order, fetching what the live path missed from the stream."""
+        backlog = self._backlog
+        assert backlog is not None
+        try:
+            while backlog:
+                msg = backlog[0]
+                start = self._gap_from(msg)
+                if start is not None:
+                    await self._fetch_missing(msg, start)
+                backlog.popleft()
+                self._accept(msg)
+            self._backlog = None
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning(
+                "live gap on %s could not be filled: %s; clients reconnect and resume",
+                self.asset_uuid,
+                exc,
+            )
+            self._backlog = None
+            self.hub.kill_feed(self, "edge could not fill a gap in the live data; reconnect")
+
+    async def _fetch_missing(self, msg: Msg, start: int) -> None:
+        self.hub.metrics.live_gaps.inc()
+        token = msg.subject[len(self._live_head) :]
+        hdrs = msg.headers or {}
+        upto = int(hdrs.get(H_SEQUENCE, "0"))
+        log.info(
+            "live gap on %s from seq %d to %d; filling from the stream", msg.subject, start, upto
+        )
+        async for stored in replay(
+            self.hub.nc,
+            self.hub.stream,
+            self._stream_head + token,
+            start,
+            timeout=self.hub.history_timeout_s,
+        ):
+            if stored.seq >= upto:
+                break
+            prev = self.last_by_subject.get(msg.subject)
+            if prev is None or stored.seq > prev:
+                self.hub.metrics.gap_events_filled.inc()
+                self._deliver(token, msg.subject, stored.seq, stored.data)
+        # Everything stored before the revealing message is now delivered, or gone from the
+        # stream (limits): either way, do not ask again.
+        prev_stored = int(hdrs.get(H_LAST_SEQUENCE, "0"))
+        self.last_by_subject[msg.subject] = max(
+            self.last_by_subject.get(msg.subject, 0), prev_stored
+        )
+
+
+class Hub:
+    """All feeds and clients of one edge node."""
+
+    def __init__(
+        self,
+        nc: NatsClient,
+        *,
+        stream: str,
+        stream_prefix: str,
+        live_prefix: str,
+        metrics: EdgeMetrics,
+        history_timeout_s: float = 10.0,
+    ) -> None:
+        self.nc = nc
+        self.stream = stream
+        self.stream_prefix = stream_prefix
+        self.live_prefix = live_prefix
+        self.metrics = metrics
+        self.history_timeout_s = history_timeout_s
+        self.feeds: dict[str, AssetFeed] = {}
+        self.clients: set[Client] = set()
+        self.closing = False
+        #: Test hook: return True to drop a live message as if NATS had lost it.
+        self.test_drop_live: Callable[[Msg], bool] | None = None
+
+    async def acquire(self, asset_uuid: str) -> AssetFeed:
+        """The live feed of an asset, subscribed and confirmed; counts a reference."""
+        feed = self.feeds.get(asset_uuid)
+        if feed is None:
+            feed = AssetFeed(self, asset_uuid)
+            self.feeds[asset_uuid] = feed
+            self.metrics.subscriptions.set(len(self.feeds))
+            try:
+                await feed.start()
+            except BaseException as exc:
+                if self.feeds.get(asset_uuid) is feed:
+                    del self.feeds[asset_uuid]
+                self.metrics.subscriptions.set(len(self.feeds))
+                feed.started.set_exception(RuntimeError(f"cannot subscribe: {exc}"))
+                feed.started.exception()  # mark retrieved
+                asyncio.get_running_loop().create_task(feed.stop())
+                raise
+            feed.started.set_result(None)
+        else:
+            await asyncio.shield(feed.started)
+        feed.refs += 1
+        return feed
+
+    def attach(self, feed: AssetFeed, client: Client) -> None:
+        """Start feeding ``client`` (in replay mode until :meth:`Client.end_replay`)."""
+        feed.clients.add(client)
+        self.clients.add(client)
+        self.metrics.connections.set(len(self.clients))
+
+    def release(self, feed: AssetFeed, client: Client | None) -> None:
+        """Drop a client and a reference; the last reference unsubscribes."""
+        if client is not None:
+            feed.clients.discard(client)
+            self.clients.discard(client)
+            self.metrics.connections.set(len(self.clients))
+        feed.refs -= 1
+        if feed.refs <= 0 and not feed.clients:
+            if self.feeds.get(feed.asset_uuid) is feed:
+                del self.feeds[feed.asset_uuid]
+                self.metrics.subscriptions.set(len(self.feeds))
+            asyncio.get_running_loop().create_task(feed.stop())
+
+    def kill_feed(self, feed: AssetFeed, reason: str) -> None:
+        """Close every client of a feed that can no longer be trusted, and forget it."""
+        if self.feeds.get(feed.asset_uuid) is feed:
+            del self.feeds[feed.asset_uuid]
+            self.metrics.subscriptions.set(len(self.feeds))
+        feed.dead = True
+        for client in list(feed.clients):
+            client.close(reason)
+        asyncio.get_running_loop().create_task(feed.stop())
+
+    def kill_all(self, reason: str) -> None:
+        """Close every feed (e.g. after a NATS reconnect: live messages may have been lost)."""
+        for feed in list(self.feeds.values()):
+            self.kill_feed(feed, reason)
+
+    def feed_of_sid(self, sid: int) -> AssetFeed | None:
+        """The feed owning a subscription id (for slow-consumer errors)."""
+        for feed in self.feeds.values():
+            if feed.sub is not None and feed.sub._id == sid:
+                return feed
+        return None
+
+    def begin_shutdown(self, reason: str) -> None:
+        """Refuse new streams and tell every client to reconnect (elsewhere)."""
+        self.closing = True
+        for client in list(self.clients):
+            client.close(reason)
+
+
+__all__ = ["AssetFeed", "Client", "HistoryError", "Hub"]
