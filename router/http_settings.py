@@ -1,0 +1,61 @@
+"""Settings of the public HTTP router (`ofa-serving router`), read from ``ROUTER_*`` variables.
+
+Connection settings (``KAFKA_BOOTSTRAP_SERVERS``, ``NATS_URL``...) come from
+:class:`ofa_contract.settings.CommonSettings` without a prefix.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+from ofa_contract import streams, topics
+from ofa_contract.naming import GROUP_TOPIC_PREFIX
+
+PREFIX = "ROUTER_"
+
+
+class RouterSettings(msgspec.Struct, kw_only=True, frozen=True):
+    """Every field is set by ``ROUTER_<FIELD>`` (e.g. ``ROUTER_MODE=proxy``)."""
+
+    #: Interface to listen on; containers set ``0.0.0.0``.
+    host: str = "127.0.0.1"
+    #: The OpenFactory serving layer listened on 5555; clients keep their URLs.
+    port: int = 5555
+    #: ``redirect``: answer /asset_stream with 307 to an edge (cheapest, the client talks to the
+    #: edge directly). ``proxy``: stream the edge's SSE bytes through the router (one origin,
+    #: no CORS; costs one extra hop).
+    mode: Literal["redirect", "proxy"] = "redirect"
+    #: When set, redirects go to this base URL (e.g. the nginx in front of the edges) instead of
+    #: the URL an edge registered, which may be an address only reachable inside the cluster.
+    redirect_base: str = ""
+    #: Compacted changelog of the splitter's asset -> group table (read_committed).
+    changelog_topic: str = topics.CHANGELOG_TOPIC
+    #: Compacted topic announcing every group the splitter created a topic for.
+    groups_topic: str = topics.GROUPS_TOPIC
+    #: Prefix of the derived per-group topics (shown by /groups).
+    group_topic_prefix: str = GROUP_TOPIC_PREFIX
+    #: NATS KV buckets: latest values, edge registry, bridge registry.
+    asset_state_bucket: str = streams.ASSET_STATE_BUCKET
+    edges_bucket: str = streams.EDGES_BUCKET
+    bridges_bucket: str = streams.BRIDGES_BUCKET
+    #: An edge whose registration was not refreshed for this many seconds is considered dead.
+    edge_stale_s: float = 15.0
+    #: ``Retry-After`` seconds sent with 503 when no edge serves a group.
+    retry_after_s: int = 2
+    #: Proxy mode: seconds to connect to an edge before trying the next one.
+    proxy_connect_timeout_s: float = 3.0
+    #: Seconds a /ready dependency check may take before it counts as failed.
+    ready_timeout_s: float = 3.0
+    #: Seconds uvicorn waits for open streams on shutdown before closing them.
+    shutdown_grace_s: float = 5.0
+    #: JWT auth: off when empty. HMAC secret (HS*) or PEM public key (RS*/ES*).
+    jwt_key: str = ""
+    jwt_algorithms: list[str] = msgspec.field(default_factory=lambda: ["HS256"])
+    #: Cookie that may carry the token (EventSource cannot set headers).
+    jwt_cookie: str = "ofa_token"
+    #: The attribute the dashboard groups assets by (the splitter's grouping attribute).
+    group_attribute: str = "workcenter"
+    #: Maximum number of assets listed by the dashboard's JSON endpoint.
+    dashboard_max_assets: int = 2000

@@ -1,0 +1,139 @@
+"""Follow a NATS KV bucket of msgspec-typed registrations (edges, bridge workers) in memory.
+
+Registrations are heartbeat-refreshed by their owners. A watcher delivers every put and delete
+as it happens, so lookups never query NATS. Liveness is judged by when an update was *received*
+here (immune to clock skew between hosts); for the values present at start-up, which may be
+left over from a process that died, the entry's own ``updated_ms`` is used instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+
+import msgspec
+from nats.js.errors import BucketNotFoundError
+from nats.js.kv import KeyValue
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T", bound=msgspec.Struct)
+
+KV_DEL = "DEL"
+KV_PURGE = "PURGE"
+
+
+class Registration(msgspec.Struct, Generic[T]):
+    """One entry as seen by this process."""
+
+    value: T
+    #: time.monotonic() at which the entry counts as last refreshed
+    seen: float
+
+
+class KvFollower(Generic[T]):
+    """Keeps ``key -> value`` of one bucket, following it with a KV watcher."""
+
+    def __init__(
+        self,
+        js_getter: Callable[[], Any],
+        bucket: str,
+        type_: type[T],
+        stale_s: float,
+        on_change: Callable[[str], None] | None = None,
+    ) -> None:
+        self._js_getter = js_getter
+        self.bucket = bucket
+        self._type = type_
+        self.stale_s = stale_s
+        self._on_change = on_change
+        self._entries: dict[str, Registration[T]] = {}
+        self._task: asyncio.Task[None] | None = None
+        self.kv: KeyValue | None = None
+        self.watching = False
+        self.last_error = ""
+        self.bad_values = 0
+
+    def start(self) -> None:
+        """Start following in the background (the bucket may not exist yet)."""
+        self._task = asyncio.create_task(self._run(), name=f"kv-follow-{self.bucket}")
+
+    async def stop(self) -> None:
+        """Stop following."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def live(self) -> dict[str, T]:
+        """Entries refreshed within the staleness window."""
+        horizon = time.monotonic() - self.stale_s
+        return {k: r.value for k, r in self._entries.items() if r.seen >= horizon}
+
+    def all(self) -> dict[str, T]:
+        """Every entry, live or stale."""
+        return {k: r.value for k, r in self._entries.items()}
+
+    def issues(self) -> dict[str, str]:
+        """Why this registry cannot be trusted right now (empty when fine)."""
+        if self.kv is None:
+            return {f"kv_{self.bucket}": self.last_error or "bucket not bound yet"}
+        if not self.watching:
+            return {f"kv_{self.bucket}": self.last_error or "watcher not running"}
+        return {}
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                js = self._js_getter()
+                self.kv = await js.key_value(self.bucket)
+                watcher = await self.kv.watchall()
+                self.watching = True
+                self.last_error = ""
+                initial = True
+                try:
+                    async for entry in watcher:
+                        if entry is None:  # end of the initial values
+                            initial = False
+                            continue
+                        self._apply(entry, initial)
+                finally:
+                    self.watching = False
+                    with contextlib.suppress(Exception):
+                        await watcher.stop()
+            except asyncio.CancelledError:
+                raise
+            except BucketNotFoundError:
+                self.kv = None
+                self.last_error = f"KV bucket {self.bucket!r} does not exist yet"
+            except Exception as exc:  # reconnects are NATS' job; we just re-bind
+                self.kv = None
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.warning("KV watch of %s failed: %s", self.bucket, self.last_error)
+            await asyncio.sleep(1.0)
+
+    def _apply(self, entry: Any, initial: bool) -> None:
+        key = str(entry.key)
+        if entry.operation in (KV_DEL, KV_PURGE) or not entry.value:
+            if self._entries.pop(key, None) is not None and self._on_change:
+                self._on_change(key)
+            return
+        try:
+            value = msgspec.json.decode(entry.value, type=self._type)
+        except msgspec.DecodeError as exc:
+            self.bad_values += 1
+            log.warning("bad value in KV %s key %s: %s", self.bucket, key, exc)
+            return
+        seen = time.monotonic()
+        updated_ms = getattr(value, "updated_ms", 0)
+        if initial and updated_ms:
+            # Left over from before we started: it is only as fresh as its own timestamp says.
+            seen -= max(0.0, time.time() - updated_ms / 1000)
+        self._entries[key] = Registration(value=value, seen=seen)
+        if self._on_change:
+            self._on_change(key)

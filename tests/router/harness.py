@@ -1,0 +1,169 @@
+"""Run the router in-process against real Kafka and a private nats-server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import httpx
+import msgspec
+import nats
+import uvicorn
+from nats.js.api import KeyValueConfig
+
+from compose.local_infra import free_port
+from ofa_contract.settings import CommonSettings
+from ofa_contract.streams import EdgeEntry, state_key
+from ofa_contract.topics import AssetGroup, GroupAnnouncement
+from router.http_app import create_app
+from router.http_settings import RouterSettings
+from router.service import RouterService
+from tests.helpers import create_topics, produce
+
+
+async def wait_until(
+    cond: Callable[[], Awaitable[bool]], timeout: float = 15.0, what: str = "condition"
+) -> None:
+    """Poll ``cond`` until it holds, failing after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await cond():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+class Stack:
+    """Topics, buckets and a running router; helpers write data in the contract formats."""
+
+    def __init__(self, kafka: str, nats_url: str, unique: str) -> None:
+        self.kafka = kafka
+        self.nats_url = nats_url
+        self.changelog = f"t_router_assets_{unique}"
+        self.groups_topic = f"t_router_groups_{unique}"
+        self.nc: Any = None
+        self.js: Any = None
+        self.kv_state: Any = None
+        self.kv_edges: Any = None
+        self.kv_bridges: Any = None
+        self.service: RouterService | None = None
+        self.server: uvicorn.Server | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def setup_data(self, *, topics: bool = True, buckets: bool = True) -> None:
+        self.nc = await nats.connect(self.nats_url)
+        self.js = self.nc.jetstream()
+        if topics:
+            await self.create_topics()
+        if buckets:
+            await self.create_buckets()
+
+    async def create_topics(self) -> None:
+        await create_topics(
+            self.kafka, [self.changelog, self.groups_topic], 2, {"cleanup.policy": "compact"}
+        )
+
+    async def create_buckets(self) -> None:
+        self.kv_state = await self.js.create_key_value(KeyValueConfig(bucket="asset_state"))
+        self.kv_edges = await self.js.create_key_value(KeyValueConfig(bucket="ofa_edges"))
+        self.kv_bridges = await self.js.create_key_value(KeyValueConfig(bucket="ofa_bridges"))
+
+    def settings(self, **overrides: Any) -> RouterSettings:
+        base: dict[str, Any] = {
+            "changelog_topic": self.changelog,
+            "groups_topic": self.groups_topic,
+            "edge_stale_s": 30.0,
+        }
+        base.update(overrides)
+        return RouterSettings(**base)
+
+    async def start_router(self, **overrides: Any) -> None:
+        self.port = free_port()
+        common = CommonSettings(kafka_bootstrap_servers=self.kafka, nats_url=self.nats_url)
+        self.service = RouterService(self.settings(port=self.port, **overrides), common)
+        config = uvicorn.Config(
+            create_app(self.service),
+            host="127.0.0.1",
+            port=self.port,
+            log_config=None,
+            access_log=False,
+            lifespan="on",
+            timeout_graceful_shutdown=1,
+        )
+        self.server = uvicorn.Server(config)
+        # uvicorn must not take over the test process' signal handlers
+        self.server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
+        self.task = asyncio.create_task(self.server.serve())
+        await wait_until(self._started, 20, "router to listen")
+
+    async def _started(self) -> bool:
+        assert self.server is not None and self.task is not None
+        if self.task.done():
+            self.task.result()
+        return bool(self.server.started)
+
+    async def stop(self) -> None:
+        if self.server is not None and self.task is not None:
+            self.server.should_exit = True
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.task, 15)
+        if self.nc is not None:
+            with contextlib.suppress(Exception):
+                await self.nc.close()
+
+    # ---------------------------------------------------------------- contract-format writers
+
+    async def set_group(self, asset: str, group: str | None) -> None:
+        value = (
+            None if group is None else msgspec.json.encode(AssetGroup(group=group, updated_ms=1))
+        )
+        await produce(self.kafka, self.changelog, [(asset.encode(), value, [])])
+
+    async def announce(self, group: str, topic: str, partitions: int = 3) -> None:
+        ann = GroupAnnouncement(group=group, topic=topic, partitions=partitions, created_ms=1)
+        await produce(
+            self.kafka, self.groups_topic, [(group.encode(), msgspec.json.encode(ann), [])]
+        )
+
+    async def register_edge(
+        self, edge_id: str, url: str, groups: list[str] | None = None, connections: int = 0
+    ) -> None:
+        entry = EdgeEntry(
+            id=edge_id,
+            url=url,
+            groups=groups or ["*"],
+            connections=connections,
+            updated_ms=int(time.time() * 1000),
+        )
+        await self.kv_edges.put(edge_id, msgspec.json.encode(entry))
+
+    async def put_state(self, asset: str, value: dict[str, Any]) -> None:
+        item = value.get("ID", value.get("id"))
+        await self.kv_state.put(state_key(asset, item), msgspec.json.encode(value))
+
+    async def wait_group(self, asset: str, group: str | None) -> None:
+        assert self.service is not None
+        await self.service.index.wait_for(asset, group, 20)
+
+    async def wait_edges(self, n: int) -> None:
+        svc = self.service
+        assert svc is not None
+
+        async def enough() -> bool:
+            return len(svc.edges.live()) >= n
+
+        await wait_until(enough, 15, f"{n} live edges")
+
+
+@contextlib.asynccontextmanager
+async def client(base: str) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=base, timeout=10) as c:
+        yield c

@@ -1,0 +1,181 @@
+"""/asset_stream: redirect, proxy framing, errors, and the group index following the changelog."""
+
+from __future__ import annotations
+
+import asyncio
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+
+from compose.local_infra import free_port
+from tests.router.fake_edge import CHUNKS, FakeEdge
+from tests.router.harness import Stack, client
+from tests.router.sse_client import SseParser
+
+
+async def read_events(
+    resp: httpx.Response, n: int, timeout: float = 10.0
+) -> tuple[SseParser, list]:
+    parser = SseParser()
+    events: list = []
+
+    async def run() -> None:
+        async for chunk in resp.aiter_raw():
+            events.extend(parser.feed(chunk))
+            if len(events) >= n:
+                return
+
+    await asyncio.wait_for(run(), timeout)
+    return parser, events
+
+
+async def test_redirect_then_sse(stack: Stack, edge: FakeEdge) -> None:
+    await stack.set_group("PAINT-ROBOT-7", "Paint Shop.2")
+    await stack.register_edge("e1", edge.url)
+    await stack.start_router()
+    await stack.wait_group("PAINT-ROBOT-7", "Paint Shop.2")
+    await stack.wait_edges(1)
+    async with client(stack.url) as c:
+        r = await c.get(
+            "/asset_stream", params={"asset_uuid": "PAINT-ROBOT-7", "id": "Temp", "x": "1"}
+        )
+        assert r.status_code == 307
+        loc = urlsplit(r.headers["location"])
+        assert f"{loc.scheme}://{loc.netloc}" == edge.url
+        assert loc.path == "/group/Paint%20Shop.2/asset_stream"
+        assert parse_qs(loc.query) == {"asset_uuid": ["PAINT-ROBOT-7"], "id": ["Temp"], "x": ["1"]}
+    # A real SSE client following the redirect gets the edge's events.
+    async with (
+        httpx.AsyncClient(follow_redirects=True, timeout=10) as c,
+        c.stream("GET", f"{stack.url}/asset_stream?asset_uuid=PAINT-ROBOT-7") as resp,
+    ):
+        assert resp.status_code == 200
+        assert resp.headers["content-type"].startswith("text/event-stream")
+        parser, events = await read_events(resp, 3)
+    assert [(e.id, e.event) for e in events] == [
+        ("41", "asset_update"),
+        ("42", "asset_update"),
+        ("43", "asset_update"),
+    ]
+    assert events[1].data == '{"id":"avail","value":"AVAILABLE"}'
+    assert parser.retry == 1000
+    assert edge.seen[-1].path == "/group/Paint Shop.2/asset_stream"
+
+
+async def test_proxy_bytes_unchanged_and_last_event_id(stack: Stack, edge: FakeEdge) -> None:
+    await stack.set_group("A1", "WC1")
+    # A dead edge that looks emptier is tried first; the router must fall through to the live one.
+    await stack.register_edge("dead", f"http://127.0.0.1:{free_port()}", connections=0)
+    await stack.register_edge("e1", edge.url, connections=5)
+    await stack.start_router(mode="proxy")
+    await stack.wait_group("A1", "WC1")
+    await stack.wait_edges(2)
+    expected = b"".join(CHUNKS)
+    async with (
+        httpx.AsyncClient(timeout=10) as c,
+        c.stream(
+            "GET",
+            f"{stack.url}/asset_stream?asset_uuid=A1&id=avail",
+            headers={"Last-Event-ID": "40"},
+        ) as resp,
+    ):
+        assert resp.status_code == 200
+        assert resp.headers["content-type"].startswith("text/event-stream")
+        assert resp.headers["x-accel-buffering"] == "no"
+        assert resp.headers["cache-control"] == "no-store"
+        got = b""
+
+        async def collect() -> None:
+            nonlocal got
+            async for chunk in resp.aiter_raw():
+                got += chunk
+                if len(got) >= len(expected):
+                    return
+
+        await asyncio.wait_for(collect(), 10)
+    assert got == expected
+    seen = edge.seen[-1]
+    assert seen.headers["last-event-id"] == "40"
+    assert seen.path == "/group/WC1/asset_stream"
+    assert seen.query == {"asset_uuid": ["A1"], "id": ["avail"]}
+    assert stack.service is not None
+    assert stack.service.metrics.edge_failures._value.get() >= 1
+
+
+async def test_proxy_passes_edge_errors(stack: Stack, edge: FakeEdge) -> None:
+    edge.status = 503
+    await stack.set_group("A1", "WC1")
+    await stack.register_edge("e1", edge.url)
+    await stack.start_router(mode="proxy")
+    await stack.wait_group("A1", "WC1")
+    await stack.wait_edges(1)
+    async with client(stack.url) as c:
+        r = await c.get("/asset_stream", params={"asset_uuid": "A1"})
+    assert r.status_code == 503
+    assert r.json() == {"detail": "edge says no"}
+    assert r.headers["retry-after"] == "7"
+
+
+async def test_stream_errors(stack: Stack, edge: FakeEdge) -> None:
+    await stack.set_group("A-WC2", "WC2")
+    await stack.register_edge("e1", edge.url, groups=["WC1"])
+    await stack.start_router()
+    await stack.wait_group("A-WC2", "WC2")
+    await stack.wait_edges(1)
+    async with client(stack.url) as c:
+        r = await c.get("/asset_stream")
+        assert r.status_code == 400
+        assert "asset_uuid" in r.json()["detail"]
+        r = await c.get("/asset_stream", params={"asset_uuid": "NOPE"})
+        assert r.status_code == 404
+        assert r.json() == {"detail": "Asset group not found"}
+        # WC2 is known but the only edge serves WC1 only.
+        r = await c.get("/asset_stream", params={"asset_uuid": "A-WC2"})
+        assert r.status_code == 503
+        assert r.headers["retry-after"] == "2"
+        assert "WC2" in r.json()["detail"]
+        r = await c.get("/no/such/route")
+        assert r.status_code == 404
+        assert "detail" in r.json()
+
+
+async def test_group_index_follows_moves(stack: Stack, edge: FakeEdge) -> None:
+    await stack.set_group("MOVER", "WC1")
+    await stack.register_edge("e1", edge.url)
+    await stack.start_router()
+    await stack.wait_group("MOVER", "WC1")
+    await stack.wait_edges(1)
+    async with client(stack.url) as c:
+        r = await c.get("/asset_stream", params={"asset_uuid": "MOVER"})
+        assert urlsplit(r.headers["location"]).path == "/group/WC1/asset_stream"
+        await stack.set_group("MOVER", "WC3")
+        await stack.wait_group("MOVER", "WC3")
+        r = await c.get("/asset_stream", params={"asset_uuid": "MOVER"})
+        assert urlsplit(r.headers["location"]).path == "/group/WC3/asset_stream"
+        # A tombstone removes the asset from the table.
+        await stack.set_group("MOVER", None)
+        await stack.wait_group("MOVER", None)
+        r = await c.get("/asset_stream", params={"asset_uuid": "MOVER"})
+        assert r.status_code == 404
+
+
+async def test_fewest_connections_wins(stack: Stack, edge: FakeEdge) -> None:
+    other = FakeEdge()
+    await other.start()
+    try:
+        await stack.set_group("A1", "WC1")
+        await stack.register_edge("busy", edge.url, connections=10)
+        await stack.register_edge("idle", other.url, connections=0)
+        await stack.start_router(redirect_base="")
+        await stack.wait_group("A1", "WC1")
+        await stack.wait_edges(2)
+        async with client(stack.url) as c:
+            targets = []
+            for _ in range(14):
+                r = await c.get("/asset_stream", params={"asset_uuid": "A1"})
+                targets.append(r.headers["location"].split("/group/")[0])
+        # The idle edge takes the first ten; then the local estimate balances them.
+        assert targets[:10] == [other.url] * 10
+        assert set(targets[10:]) == {other.url, edge.url}
+    finally:
+        await other.stop()
