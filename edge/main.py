@@ -26,6 +26,7 @@ class EdgeServer(uvicorn.Server):
         super().__init__(config)
         self._on_exit = on_exit
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.stop_signals: list[int] = []
 
     async def serve(self, sockets: Any = None) -> None:
         """Run until stopped."""
@@ -36,7 +37,13 @@ class EdgeServer(uvicorn.Server):
         """Signal handler: close the streams, then the normal uvicorn shutdown."""
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._on_exit)
-        super().handle_exit(sig, frame)
+        # Not recorded in uvicorn's _captured_signals: uvicorn would re-raise the signal after
+        # the drain and the process would die "killed by SIGTERM" instead of exiting 0.
+        self.stop_signals.append(sig)
+        if self.should_exit and sig == signal.SIGINT:
+            self.force_exit = True
+        else:
+            self.should_exit = True
 
 
 def build_server(settings: EdgeSettings, common: CommonSettings) -> EdgeServer:
@@ -82,6 +89,6 @@ def main(argv: list[str]) -> int:
         settings = msgspec.structs.replace(settings, **changes)
     server = build_server(settings, common)
     server.run()  # uvicorn picks uvloop when installed (loop="auto")
-    if signal.SIGTERM in getattr(server, "_captured_signals", []):
-        log.info("edge stopped after SIGTERM")
+    if server.stop_signals:
+        log.info("edge stopped after signal %s", server.stop_signals[0])
     return 0 if server.started else 1
