@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from fnmatch import fnmatchcase
 from typing import Any
 
 from ofa_contract.streams import EdgeEntry
@@ -16,8 +17,8 @@ from router.kv_follow import KvFollower
 
 
 def serves(entry: EdgeEntry, group: str) -> bool:
-    """True when the edge serves ``group`` (``"*"`` serves every group)."""
-    return "*" in entry.groups or group in entry.groups
+    """True when one of the edge's group patterns (fnmatch; ``"*"`` = all) matches ``group``."""
+    return any(fnmatchcase(group, p) for p in entry.groups)
 
 
 class EdgePicker:

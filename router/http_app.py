@@ -36,7 +36,7 @@ from ofa_contract import __version__
 from ofa_contract.naming import decode_token, encode_token, group_topic
 from ofa_contract.streams import EdgeEntry
 from router.asset_state import NOT_FOUND_ASSET, NOT_FOUND_ITEM, AssetState, ItemState
-from router.auth import AuthError, Claims, find_token
+from router.auth import AuthError, find_token
 from router.service import RouterService
 
 log = logging.getLogger(__name__)
@@ -77,14 +77,13 @@ def _service(state: State) -> RouterService:
     return svc
 
 
-def _claims(svc: RouterService, request: Request[Any, Any, Any]) -> Claims | None:
-    """The request's verified claims when auth is on (raises AuthError 401), else None."""
+def _token(svc: RouterService, request: Request[Any, Any, Any]) -> tuple[str | None, str]:
+    """(token, where it came from) when auth is on, else (None, "")."""
     if not svc.auth.enabled:
-        return None
-    token, _ = find_token(
-        request.headers, request.query_params, request.cookies, svc.settings.jwt_cookie
+        return None, ""
+    return find_token(
+        request.headers, request.query_params, request.cookies, svc.settings.token_cookie
     )
-    return svc.auth.verify(token)
 
 
 def _asset_param(asset_uuid: str | None) -> str:
@@ -118,10 +117,9 @@ async def asset_stream(
     (307, all query parameters kept) or proxy the SSE stream."""
     svc = _service(state)
     asset = _asset_param(asset_uuid)
-    claims = _claims(svc, request)
+    token, source = _token(svc, request)
     group = svc.index.group_of(asset)
-    if claims is not None:
-        svc.auth.check(claims, asset, group)
+    svc.auth.check(token, asset, group)
     if group is None:
         return _json_error(404, GROUP_NOT_FOUND)
     query = request.scope["query_string"].decode("latin-1")
@@ -135,13 +133,10 @@ async def asset_stream(
             f"No live edge serves group {group!r}; retry shortly",
             {"Retry-After": str(svc.settings.retry_after_s)},
         )
-    if claims is not None and "token" not in request.query_params:
+    if token is not None and source != "query":
         # The token came in a header or cookie, which the redirected request may not carry.
-        query = (
-            f"{query}&{urlencode({'token': claims.token})}"
-            if query
-            else urlencode({"token": claims.token})
-        )
+        extra = urlencode({"token": token})
+        query = f"{query}&{extra}" if query else extra
     svc.metrics.redirects.labels(group).inc()
     return Redirect(
         _stream_url(_edge_base(svc, edge), group, query),
@@ -231,9 +226,8 @@ async def asset_state(
     ``{asset_uuid, dataItems: [...]}`` for the whole asset."""
     svc = _service(state)
     asset = _asset_param(asset_uuid)
-    claims = _claims(svc, request)
-    if claims is not None:
-        svc.auth.check(claims, asset, svc.index.group_of(asset))
+    token, _ = _token(svc, request)
+    svc.auth.check(token, asset, svc.index.group_of(asset))
     try:
         reader = await svc.state_reader()
     except RuntimeError as exc:
@@ -294,7 +288,11 @@ async def api_assets(request: Request[Any, Any, Any], state: State) -> Response[
     """Assets grouped by their grouping attribute value (from asset_state), falling back to the
     group the splitter assigned."""
     svc = _service(state)
-    claims = _claims(svc, request)
+    token, _ = _token(svc, request)
+    if svc.auth.enabled and not token:
+        raise AuthError(
+            401, "authentication required: send a JWT (Authorization: Bearer, token=, cookie)"
+        )
     attr = svc.settings.group_attribute
     by_asset: dict[str, str] = dict(svc.index.assets())
     try:
@@ -312,8 +310,11 @@ async def api_assets(request: Request[Any, Any, Any], state: State) -> Response[
         log.info("dashboard listing without asset_state: %s", exc)
     workcenters: dict[str, list[str]] = {}
     for asset in sorted(by_asset)[: svc.settings.dashboard_max_assets]:
-        group = svc.index.group_of(asset)
-        if claims is not None and not claims.allows(asset, group):
+        try:
+            svc.auth.check(token, asset, svc.index.group_of(asset))
+        except AuthError as exc:
+            if exc.status == 401:
+                raise
             continue
         workcenters.setdefault(by_asset[asset], []).append(asset)
     return Response({"group_attribute": attr, "workcenters": workcenters})

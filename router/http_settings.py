@@ -40,8 +40,9 @@ class RouterSettings(msgspec.Struct, kw_only=True, frozen=True):
     asset_state_bucket: str = streams.ASSET_STATE_BUCKET
     edges_bucket: str = streams.EDGES_BUCKET
     bridges_bucket: str = streams.BRIDGES_BUCKET
-    #: An edge whose registration was not refreshed for this many seconds is considered dead.
-    edge_stale_s: float = 15.0
+    #: An edge whose registration was not refreshed for this many seconds is considered dead
+    #: (edges heartbeat every 2 s; their bucket's TTL is 10 s).
+    edge_stale_s: float = 10.0
     #: ``Retry-After`` seconds sent with 503 when no edge serves a group.
     retry_after_s: int = 2
     #: Proxy mode: seconds to connect to an edge before trying the next one.
@@ -50,11 +51,15 @@ class RouterSettings(msgspec.Struct, kw_only=True, frozen=True):
     ready_timeout_s: float = 3.0
     #: Seconds uvicorn waits for open streams on shutdown before closing them.
     shutdown_grace_s: float = 5.0
-    #: JWT auth: off when empty. HMAC secret (HS*) or PEM public key (RS*/ES*).
-    jwt_key: str = ""
-    jwt_algorithms: list[str] = msgspec.field(default_factory=lambda: ["HS256"])
+    #: JWT auth, the same settings as the edge's (``EDGE_JWT_*``): setting the HS256 secret or
+    #: the RS256/ES256 public key (PEM text or ``@/path/key.pem``) turns it on.
+    jwt_secret: str = ""
+    jwt_public_key: str = ""
+    #: Expected ``aud`` / ``iss`` claims, if any.
+    jwt_audience: str = ""
+    jwt_issuer: str = ""
     #: Cookie that may carry the token (EventSource cannot set headers).
-    jwt_cookie: str = "ofa_token"
+    token_cookie: str = "ofa_token"
     #: The attribute the dashboard groups assets by (the splitter's grouping attribute).
     group_attribute: str = "workcenter"
     #: Maximum number of assets listed by the dashboard's JSON endpoint.

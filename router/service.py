@@ -23,7 +23,7 @@ from ofa_contract import __version__
 from ofa_contract.settings import CommonSettings
 from ofa_contract.streams import BridgeEntry
 from router.asset_state import AssetStateReader
-from router.auth import Authenticator
+from router.auth import Authorizer
 from router.edge_picker import EdgePicker
 from router.group_index import GroupIndex
 from router.http_settings import RouterSettings
@@ -87,7 +87,12 @@ class RouterService:
         self.settings = settings
         self.common = common
         self.metrics = Metrics(registry or CollectorRegistry())
-        self.auth = Authenticator(settings.jwt_key, settings.jwt_algorithms)
+        self.auth = Authorizer(
+            secret=settings.jwt_secret,
+            public_key=settings.jwt_public_key,
+            audience=settings.jwt_audience,
+            issuer=settings.jwt_issuer,
+        )
         self.nc: NatsClient | None = None
         self.index = GroupIndex(
             common.kafka_bootstrap_servers, settings.changelog_topic, settings.groups_topic

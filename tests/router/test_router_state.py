@@ -191,7 +191,7 @@ async def test_auth(stack: Stack, edge: FakeEdge) -> None:
     await stack.set_group("B1", "WC2")
     await stack.register_edge("e1", edge.url)
     await stack.put_state("A1", {"ID": "Temp", "VALUE": "1", "TYPE": "Samples", "TAG": "T"})
-    await stack.start_router(jwt_key=key)
+    await stack.start_router(jwt_secret=key)
     await stack.wait_group("B1", "WC2")
     await stack.wait_edges(1)
     wc1 = jwt.encode({"groups": ["WC1"]}, key, algorithm="HS256")
@@ -200,7 +200,7 @@ async def test_auth(stack: Stack, edge: FakeEdge) -> None:
         r = await c.get("/asset_stream", params={"asset_uuid": "A1"})
         assert r.status_code == 401 and "detail" in r.json()
         r = await c.get("/asset_stream", params={"asset_uuid": "A1", "token": "garbage"})
-        assert r.status_code == 401 and r.json()["detail"].startswith("Invalid token")
+        assert r.status_code == 401 and r.json()["detail"].startswith("invalid token")
         r = await c.get(
             "/asset_stream",
             params={"asset_uuid": "A1"},
