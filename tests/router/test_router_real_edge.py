@@ -59,10 +59,10 @@ async def test_stream_and_resume_through_router(
                 # Reconnect as EventSource does: same URL, Last-Event-ID header.
                 rest = await collect(c, url, 2, headers={"Last-Event-ID": first[-1].id or ""})
                 assert [int(e.id or 0) for e in rest] == seqs[3:]
-                # id= filter through the router, lower-case record
+                # id= filter through the router on a lower-case (MTConnect) record
                 seq = await pub.publish("R-1", "avail", "AVAILABLE", upper=False)
                 only = await collect(
-                    c, f"{stack.url}/asset_stream?asset_uuid=R-1&id=AVAIL&last_event_id=0", 1
+                    c, f"{stack.url}/asset_stream?asset_uuid=R-1&id=avail&last_event_id=0", 1
                 )
                 assert [int(e.id or 0) for e in only] == [seq]
     finally:
