@@ -43,6 +43,8 @@ class RouterSettings(msgspec.Struct, kw_only=True, frozen=True):
     #: An edge whose registration was not refreshed for this many seconds is considered dead
     #: (edges heartbeat every 2 s; their bucket's TTL is 10 s).
     edge_stale_s: float = 10.0
+    #: Same for bridge workers (they heartbeat every 5 s; their bucket's TTL is 30 s).
+    bridge_stale_s: float = 30.0
     #: ``Retry-After`` seconds sent with 503 when no edge serves a group.
     retry_after_s: int = 2
     #: Proxy mode: seconds to connect to an edge before trying the next one.

@@ -99,7 +99,7 @@ class RouterService:
         )
         self.edges = EdgePicker(self._js, settings.edges_bucket, settings.edge_stale_s)
         self.bridges: KvFollower[BridgeEntry] = KvFollower(
-            self._js, settings.bridges_bucket, BridgeEntry, settings.edge_stale_s
+            self._js, settings.bridges_bucket, BridgeEntry, settings.bridge_stale_s
         )
         self._state_kv: KeyValue | None = None
         self._connect_task: asyncio.Task[None] | None = None
