@@ -23,7 +23,6 @@ import time
 import urllib.request
 from pathlib import Path
 
-import msgspec
 import nats
 from nats.js.api import RePublish, StreamConfig
 

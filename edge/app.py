@@ -31,7 +31,7 @@ from edge.fanout import AssetFeed, Client, Hub
 from edge.limits import RateLimiter
 from edge.metrics import EdgeMetrics
 from edge.registry import Registration
-from edge.resume import HistoryError, plan_resume, replay
+from edge.resume import HistoryError, ResumePlanner, replay
 from edge.settings import EdgeSettings
 from edge.snapshot import asset_state
 from ofa_contract.naming import encode_token
@@ -63,6 +63,7 @@ class EdgeState:
         self.edge_id = settings.id or f"{socket.gethostname()}-{os.getpid()}"
         self.nc: NatsClient | None = None
         self.hub: Hub | None = None
+        self.planner: ResumePlanner | None = None
         self.registration: Registration | None = None
         self.streams = 0
         self.started_at = time.time()
@@ -115,6 +116,7 @@ class EdgeState:
             metrics=self.metrics,
             history_timeout_s=s.history_timeout_s,
         )
+        self.planner = ResumePlanner(self.nc, s.stream)
         self.registration = Registration(
             self.nc,
             bucket=s.edges_bucket,
@@ -256,7 +258,11 @@ async def _stream_body(
         if last_id is not None:
             metrics.resumes.inc()
             filt = feed.stream_filter(client.item_token)
-            start, reset = await plan_resume(nc, s.stream, filt, last_id)
+            assert st.planner is not None
+            try:
+                start, reset = await st.planner.plan(filt, last_id)
+            except Exception as exc:  # NATS timeout or error: the client retries later
+                raise HistoryError(f"cannot read the stream state: {exc}") from exc
             if reset is not None:
                 metrics.resets.labels(reset.reason).inc()
                 yield sse.named_frame("reset", msgspec.json.encode(reset))

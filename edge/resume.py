@@ -154,3 +154,32 @@ async def plan_resume(
     if first > last_event_id + 1:
         return first, Reset("beyond_history", last_event_id, first)
     return last_event_id + 1, None
+
+
+class ResumePlanner:
+    """:func:`plan_resume` with concurrent identical requests sharing one lookup.
+
+    After an edge restart thousands of clients of the same asset come back with the same
+    Last-Event-ID at once; they need one stream-info and one first-message lookup, not one each.
+    Only lookups in flight are shared (nothing is cached), so every answer is at least as fresh
+    as the request that receives it.
+    """
+
+    def __init__(self, nc: NatsClient, stream: str) -> None:
+        self.nc = nc
+        self.stream = stream
+        self._inflight: dict[tuple[str, int], asyncio.Future[tuple[int | None, Reset | None]]] = {}
+
+    async def plan(
+        self, filter_subject: str, last_event_id: int
+    ) -> tuple[int | None, Reset | None]:
+        """Same as :func:`plan_resume` for this planner's stream."""
+        key = (filter_subject, last_event_id)
+        fut = self._inflight.get(key)
+        if fut is None:
+            fut = asyncio.ensure_future(
+                plan_resume(self.nc, self.stream, filter_subject, last_event_id)
+            )
+            self._inflight[key] = fut
+            fut.add_done_callback(lambda _: self._inflight.pop(key, None))
+        return await asyncio.shield(fut)
