@@ -1,0 +1,168 @@
+"""Docker Compose / Swarm files validated without Docker: schema shape and cross-references
+(env names exist in each process' settings and convert, ports, images, depends_on, nginx)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from compose import envdoc
+from ofa_contract.settings import CommonSettings, from_env
+
+COMPOSE = Path(__file__).resolve().parents[2] / "compose"
+OFA_COMMANDS = set(envdoc.PROCESS_SETTINGS)
+#: command -> (settings field holding the HTTP port, field holding the listen host)
+PORT_FIELDS = {
+    "split": ("ops_port", "ops_host"),
+    "bridge": ("ops_port", "ops_host"),
+    "edge": ("port", "host"),
+    "router": ("port", "host"),
+}
+
+
+def load(name: str) -> dict[str, Any]:
+    doc = yaml.safe_load((COMPOSE / name).read_text())
+    assert isinstance(doc, dict) and isinstance(doc.get("services"), dict), name
+    return doc
+
+
+def ofa_services(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {
+        name: svc
+        for name, svc in doc["services"].items()
+        if "ofa-serving" in str(svc.get("image", ""))
+    }
+
+
+def env_of(svc: dict[str, Any]) -> dict[str, str]:
+    env = svc.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(e.split("=", 1) for e in env)
+    return {str(k): str(v) for k, v in env.items()}
+
+
+@pytest.mark.parametrize("name", ["docker-compose.yml", "swarm-stack.yml"])
+def test_env_names_exist_and_convert(name: str) -> None:
+    doc = load(name)
+    services = ofa_services(doc)
+    assert {svc["command"][0] for svc in services.values()} >= {"split", "bridge", "edge", "router"}
+    for sname, svc in services.items():
+        command = svc["command"][0]
+        assert command in OFA_COMMANDS, f"{sname}: unknown command {command!r}"
+        env = env_of(svc)
+        unknown = set(env) - envdoc.allowed_env(command)
+        assert not unknown, f"{name}:{sname} sets variables its process never reads: {unknown}"
+        # The values must also pass the process' own validation (types, choices).
+        cls, prefix = envdoc.settings_struct(command)
+        from_env(cls, prefix, environ=env)
+        from_env(CommonSettings, environ=env)
+        if command in PORT_FIELDS:
+            port_field, host_field = PORT_FIELDS[command]
+            settings = from_env(cls, prefix, environ=env)
+            assert getattr(settings, host_field) == "0.0.0.0", f"{sname} listens on loopback only"
+            port = getattr(settings, port_field)
+            check = " ".join(svc["healthcheck"]["test"])
+            assert f":{port}/health" in check, f"{sname}: healthcheck on the wrong port"
+            for mapping in svc.get("ports", []):
+                assert str(mapping).split(":")[-1] == str(port), f"{sname}: port mapping {mapping}"
+        assert env.get("KAFKA_BOOTSTRAP_SERVERS") == "kafka:9092"
+        assert env.get("NATS_URL") == "nats://nats:4222"
+
+
+@pytest.mark.parametrize("name", ["docker-compose.yml", "swarm-stack.yml"])
+def test_images_and_infrastructure(name: str) -> None:
+    doc = load(name)
+    images = {svc.get("image") for svc in ofa_services(doc).values()}
+    assert len(images) == 1, f"all ofa-serving processes share one image: {images}"
+    kafka = doc["services"]["kafka"]
+    assert kafka["image"].startswith("apache/kafka:")
+    kenv = env_of(kafka)
+    assert "broker" in kenv["KAFKA_PROCESS_ROLES"] and "controller" in kenv["KAFKA_PROCESS_ROLES"]
+    assert kenv["KAFKA_ADVERTISED_LISTENERS"] == "PLAINTEXT://kafka:9092"
+    voters = kenv["KAFKA_CONTROLLER_QUORUM_VOTERS"]
+    assert voters.split("@")[1].split(":")[1] in kenv["KAFKA_LISTENERS"]
+    nats = doc["services"]["nats"]
+    assert nats["image"].startswith("nats:") and "-js" in nats["command"]
+    assert doc["services"]["kafka-init"]["command"][-3] == "ofa_assets"
+    for svc in doc["services"].values():
+        if svc.get("image", "").startswith(("apache/kafka", "nats:", "nginx:")) is False:
+            continue
+        assert ":" in svc["image"] and not svc["image"].endswith(":latest"), "pin third-party"
+
+
+def test_compose_cross_references() -> None:
+    doc = load("docker-compose.yml")
+    services = doc["services"]
+    for name, svc in services.items():
+        for target in svc.get("depends_on", {}):
+            assert target in services, f"{name} depends on unknown service {target}"
+    assert services["simulator"]["profiles"] == ["simulator"]
+    assert services["bridge"]["deploy"]["replicas"] >= 2
+    assert services["edge"]["deploy"]["replicas"] >= 2
+    # Every ofa-serving service builds from the one Dockerfile.
+    for svc in ofa_services(doc).values():
+        assert svc["build"]["dockerfile"] == "compose/Dockerfile"
+    # Volumes used are declared.
+    declared = set(doc.get("volumes", {}))
+    for svc in services.values():
+        for vol in svc.get("volumes", []):
+            src = vol.split(":")[0]
+            if not src.startswith("."):
+                assert src in declared
+            else:
+                assert (COMPOSE / src).exists(), f"mounted file {src} missing"
+    # Redirects go through nginx's published port.
+    nginx_port = services["nginx"]["ports"][0].split(":")[0]
+    assert env_of(services["router"])["ROUTER_REDIRECT_BASE"].endswith(f":{nginx_port}")
+
+
+def test_swarm_stack() -> None:
+    doc = load("swarm-stack.yml")
+    services = doc["services"]
+    for name, svc in services.items():
+        assert "depends_on" not in svc, f"{name}: swarm ignores depends_on"
+        deploy = svc["deploy"]
+        assert "restart_policy" in deploy, name
+        assert deploy.get("replicas", 1) >= 1
+        assert svc.get("networks") == ["ofa"], name
+    for name, svc in ofa_services(doc).items():
+        assert "healthcheck" in svc, name
+    assert services["bridge"]["deploy"]["replicas"] >= 2
+    assert services["edge"]["deploy"]["replicas"] >= 2
+    assert services["router"]["deploy"]["replicas"] >= 2
+    assert doc["networks"]["ofa"]["driver"] == "overlay"
+    for conf in doc["configs"].values():
+        assert (COMPOSE / conf["file"]).exists()
+
+
+def test_nginx_is_sse_safe() -> None:
+    conf = (COMPOSE / "nginx.conf").read_text()
+    directives = {
+        m.group(1): m.group(2).strip() for m in re.finditer(r"^\s*([a-z_]+)\s+([^;]*);", conf, re.M)
+    }
+    assert directives["proxy_buffering"] == "off"
+    assert directives["proxy_http_version"] == "1.1"
+    assert int(directives["proxy_read_timeout"].rstrip("s")) >= 60
+    assert directives["proxy_set_header"]  # headers are forwarded
+    edge_env = env_of(load("docker-compose.yml")["services"]["edge"])
+    assert f"edge:{edge_env['EDGE_PORT']}" in conf
+
+
+def test_dockerfile() -> None:
+    text = (COMPOSE / "Dockerfile").read_text()
+    assert 'ENTRYPOINT ["ofa-serving"]' in text
+    assert re.search(r"^FROM python:3\.11", text, re.M)
+    exposed = set(re.search(r"^EXPOSE (.*)$", text, re.M).group(1).split())  # type: ignore[union-attr]
+    assert {"5555", "8100"} <= exposed
+    for pkg in ("ofa_contract", "router", "bridge", "edge", "compose"):
+        assert f"COPY {pkg} ./{pkg}" in text
+
+
+def test_environment_table_is_current() -> None:
+    assert (COMPOSE / "ENVIRONMENT.md").read_text() == envdoc.render(), (
+        "compose/ENVIRONMENT.md is stale: run `python -m compose.envdoc > compose/ENVIRONMENT.md`"
+    )
