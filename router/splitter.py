@@ -156,6 +156,7 @@ class Splitter:
         self._joined = False
         self._restoring: set[int] = set()
         self._changelog_partitions = 0
+        self._rebalancing = False
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -262,9 +263,7 @@ class Splitter:
         try:
             await self._process(batch, cycle)
             while cycle.count < s.max_batch_records and time.monotonic() - started < budget:
-                more = await consumer.getmany(
-                    timeout_ms=0, max_records=s.max_batch_records - cycle.count
-                )
+                more = await self._more(consumer, s.max_batch_records - cycle.count)
                 if not more:
                     break
                 await self._process(more, cycle)
@@ -279,13 +278,32 @@ class Splitter:
             raise
         self._update_lag()
 
+    async def _more(
+        self, consumer: AIOKafkaConsumer, limit: int
+    ) -> dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]:
+        """Records already fetched, without waiting.
+
+        During a rebalance aiokafka's getmany waits for the new assignment, which waits for our
+        revoke callback, which waits for this cycle: so never wait here. A getmany cancelled
+        while it waits has consumed nothing (records are drained synchronously).
+        """
+        if self._rebalancing:
+            return {}
+        try:
+            got: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]] = await asyncio.wait_for(
+                consumer.getmany(timeout_ms=0, max_records=limit), 0.05
+            )
+        except TimeoutError:
+            return {}
+        return got
+
     async def _process(
         self,
         batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]],
         cycle: _Cycle,
     ) -> None:
         s = self.settings
-        default = s.default_group
+        default = s.fallback_group()
         in_topic = self.input_topic
         for tp, records in batch.items():
             part = self._parts.get(tp.partition)
@@ -480,6 +498,7 @@ class Splitter:
             self._fatal = exc
 
     async def _on_revoked(self, revoked: list[TopicPartition]) -> None:
+        self._rebalancing = True
         async with self._lock:
             # The lock waits for a running cycle to commit: nothing is left open here.
             self._epoch += 1
@@ -537,6 +556,7 @@ class Splitter:
                     self._parts[n].next_offset = committed
             self._ready_parts = set(mine)
             self._restoring = set()
+            self._rebalancing = False
             self._joined = True
             self.metrics.assigned.set(len(mine))
             self.metrics.table_size.set(sum(len(p.table) for p in self._parts.values()))

@@ -31,6 +31,9 @@ class SplitterSettings(msgspec.Struct, kw_only=True, frozen=True):
     dlq_topic: str = topics.DLQ_TOPIC
     #: Group of assets that have none yet; empty = drop such records (they are counted).
     default_group: str = topics.DEFAULT_GROUP
+    #: Drop (and count) records of assets without a group instead of using ``default_group``.
+    #: (An empty environment variable means "unset", so "empty default group" is spelled this way.)
+    drop_ungrouped: bool = False
     #: Grouping strategy: an entry-point name of group ``ofa_serving.grouping``.
     grouping: str = "attribute"
     #: For ``attribute``: the data item id whose value is the group (any UNS level).
@@ -95,6 +98,10 @@ class SplitterSettings(msgspec.Struct, kw_only=True, frozen=True):
         for name in required:
             if not getattr(self, name):
                 raise ValueError(f"SPLIT_{name.upper()} must not be empty")
+
+    def fallback_group(self) -> str:
+        """The group of assets without one; empty means drop."""
+        return "" if self.drop_ungrouped else self.default_group
 
     def grouping_config(self) -> dict[str, str]:
         """The options handed to the grouping strategy."""
