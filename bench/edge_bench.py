@@ -36,7 +36,7 @@ TS_RE = re.compile(rb'"ts":([0-9.]+)')
 
 
 def raise_nofile() -> int:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     return hard
 
@@ -201,7 +201,7 @@ async def fanout_run(
         await nc.flush()
         expected = sent * 10
         deadline = time.monotonic() + 30
-        while sum(c.count for c in clients) < expected and time.monotonic() < deadline:
+        while sum(c.count for c in clients) < expected and time.monotonic() < deadline:  # noqa: ASYNC110 - polls counters
             await asyncio.sleep(0.05)
         elapsed = time.monotonic() - t0
         got = sum(c.count for c in clients)
@@ -254,7 +254,7 @@ async def resume_run(nats_url: str, work: Path, n: int) -> tuple[float, bool]:
                 ack = await js.publish(f"ofa.asset.{a}.v", b'{"ID":"v","VALUE":%d}' % r)
                 per_asset[a].append(ack.seq)
         deadline = time.monotonic() + 60
-        while any(len(c.ids) < 3 for c in clients) and time.monotonic() < deadline:
+        while any(len(c.ids) < 3 for c in clients) and time.monotonic() < deadline:  # noqa: ASYNC110 - polls counters
             await asyncio.sleep(0.05)
         edge.send_signal(signal.SIGTERM)
         edge.wait(60)
@@ -283,7 +283,7 @@ async def resume_run(nats_url: str, work: Path, n: int) -> tuple[float, bool]:
 
         again = await asyncio.gather(*(reconnect(i, c) for i, c in enumerate(clients)))
         deadline = time.monotonic() + 120
-        while any(len(c.ids) < 8 for c in again) and time.monotonic() < deadline:
+        while any(len(c.ids) < 8 for c in again) and time.monotonic() < deadline:  # noqa: ASYNC110 - polls counters
             await asyncio.sleep(0.05)
         took = time.monotonic() - t0
         ok = all(c.ids == per_asset[assets[i % 100]] for i, c in enumerate(again))
