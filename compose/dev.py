@@ -2,9 +2,10 @@
 
 Starts (or reuses) the local Kafka and NATS, then the splitter, the bridge workers, the edges,
 the router and the simulator as child processes, waits until each answers `/ready`, prints the
-URLs, and on Ctrl-C / SIGTERM stops them all: SIGTERM, a grace period, SIGKILL for stragglers,
-and a final check that no child is left. Kafka and NATS are stopped too when this command
-started them (not when they were already running, nor with ``--keep-infra``).
+URLs, restarts a component that dies, and on Ctrl-C / SIGTERM stops them all: SIGTERM, a
+grace period, SIGKILL for stragglers, and a final check that no child is left. Kafka and NATS
+are stopped too when this command started them (not when they were already running, nor with
+``--keep-infra``).
 
 With ``KAFKA_BOOTSTRAP_SERVERS`` and ``NATS_URL`` both set, those servers are used instead of
 local ones. ``DEV_NAMESPACE`` prefixes every Kafka topic and consumer group, so that several
@@ -324,7 +325,7 @@ async def run(settings: DevSettings, keep_infra: bool) -> int:
                 + "".join(f"  edge           http://127.0.0.1:{p}/\n" for p in settings.edge_ports)
                 + f"  Kafka {common.kafka_bootstrap_servers}   NATS {common.nats_url}\n"
                 f"  logs in {log_dir}\n"
-                f"  pids {' '.join(str(c.proc.pid) for c in children if c.proc)}\n"
+                f"  pids {' '.join(f'{c.name}={c.proc.pid}' for c in children if c.proc)}\n"
                 "Ctrl-C stops everything.",
                 flush=True,
             )
@@ -349,16 +350,27 @@ async def run(settings: DevSettings, keep_infra: bool) -> int:
 
 
 async def _supervise(children: list[Child], stop: asyncio.Event) -> int:
-    """Run until stopped; a component that dies stops the stack (exit status 1)."""
+    """Run until stopped, restarting a component that dies (as a container runtime would);
+    one that keeps dying (5 times within a minute) stops the stack with exit status 1."""
+    deaths: dict[str, list[float]] = {}
     while not stop.is_set():
         for c in children:
-            if c.proc is not None and c.proc.returncode is not None:
+            if c.proc is None or c.proc.returncode is None:
+                continue
+            now = time.monotonic()
+            recent = [t for t in deaths.get(c.name, []) if now - t < 60] + [now]
+            deaths[c.name] = recent
+            if len(recent) >= 5:
                 print(
-                    f"error: {c.name} exited with status {c.proc.returncode}; see {c.log_path}",
+                    f"error: {c.name} keeps exiting (last status {c.proc.returncode}); "
+                    f"see {c.log_path}",
                     file=sys.stderr,
                     flush=True,
                 )
                 return 1
+            print(f"{c.name} exited with status {c.proc.returncode}; restarting", flush=True)
+            await start_child(c)
+            print(f"  pid {c.name}={c.proc.pid}", flush=True)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), 0.5)
     return 0

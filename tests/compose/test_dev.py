@@ -5,17 +5,78 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
+from playwright.async_api import Page, async_playwright
 
 from compose.local_infra import NatsProcess, free_port
 from tests.helpers import Endpoints
 from tests.router.sse_client import SseParser
+
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+STATS_JS = """() => [...window.dashboard.assets.values()].filter(s => s.wanted).map(s =>
+    ({uuid: s.uuid, events: s.events, resumes: s.resumes, gaps: s.gaps, dups: s.dups,
+      status: s.status}))"""
+
+
+async def poll_page(page: Page, cond: Any, timeout: float, what: str) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + timeout
+    while True:
+        st = await page.evaluate(STATS_JS)
+        if st and cond(st):
+            return list(st)
+        assert time.monotonic() < deadline, f"dashboard never showed {what}: {st}"
+        await asyncio.sleep(0.25)
+
+
+async def dashboard_survives_edge_restarts(base: str, banner: str) -> None:
+    """Chromium on the dashboard: live values change; both edges are killed (-9) and restarted
+    by `dev`; every followed asset resumes with no gap and no duplicate in its sequence."""
+    pids = dict(re.findall(r"(edge-\d)=(\d+)", banner))
+    assert set(pids) == {"edge-1", "edge-2"}
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        try:
+            page = await browser.new_page()
+            await page.goto(base + "/?live=3")
+            await page.wait_for_function("window.dashboard && window.dashboard.ready")
+            assert len(await page.locator("h2").all_inner_texts()) == 3  # workcenters
+            before = await poll_page(
+                page, lambda s: len(s) == 3 and all(a["events"] >= 3 for a in s), 30, "events"
+            )
+            for pid in pids.values():
+                os.kill(int(pid), signal.SIGKILL)
+            counts = {a["uuid"]: a["events"] for a in before}
+            after = await poll_page(
+                page,
+                lambda s: all(
+                    a["resumes"] >= 1
+                    and a["status"] == "open"
+                    and a["events"] > counts[a["uuid"]] + 3
+                    for a in s
+                ),
+                60,
+                "resume after the edges were killed",
+            )
+            for a in after:
+                assert a["gaps"] == 0 and a["dups"] == 0, a
+        finally:
+            await browser.close()
 
 
 def processes_with(marker: str) -> list[int]:
@@ -99,6 +160,7 @@ async def test_dev_starts_serves_and_stops_cleanly(
             assert events[0].id and int(events[0].id) > 0
             r = await c.get("/asset_state", params={"asset_uuid": asset})
             assert r.status_code == 200 and r.json()["dataItems"]
+        await dashboard_survives_edge_restarts(base, banner)
         proc.send_signal(signal.SIGTERM)
         rc = await asyncio.to_thread(proc.wait, 60)
         assert rc == 0, out.read_text()[-3000:]
