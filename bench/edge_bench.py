@@ -153,6 +153,19 @@ def start_edge(nats_url: str, port: int, log: Path, **env: str) -> subprocess.Po
     raise RuntimeError(f"edge did not become ready: {log.read_text()[-1500:]}")
 
 
+async def stop_edge(proc: subprocess.Popen[bytes], what: str) -> None:
+    """SIGTERM, waiting without blocking the clients' event loop; kill -9 if it hangs."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        await asyncio.to_thread(proc.wait, 60)
+    except subprocess.TimeoutExpired:
+        print(f"  WARNING: {what} edge did not exit within 60 s of SIGTERM; killed", flush=True)
+        proc.kill()
+        await asyncio.to_thread(proc.wait, 10)
+
+
 def rss_kb(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -215,8 +228,7 @@ async def fanout_run(
         return got / elapsed, p50 * 1000, p99 * 1000
     finally:
         await nc.close()
-        edge.send_signal(signal.SIGTERM)
-        edge.wait(30)
+        await stop_edge(edge, "fan-out")
 
 
 async def rss_run(nats_url: str, work: Path, n: int) -> float:
@@ -234,8 +246,7 @@ async def rss_run(nats_url: str, work: Path, n: int) -> float:
             c.transport.close()
         return (after - before) / n
     finally:
-        edge.send_signal(signal.SIGTERM)
-        edge.wait(60)
+        await stop_edge(edge, "rss")
 
 
 async def resume_run(nats_url: str, work: Path, n: int) -> tuple[float, bool]:
@@ -256,8 +267,7 @@ async def resume_run(nats_url: str, work: Path, n: int) -> tuple[float, bool]:
         deadline = time.monotonic() + 60
         while any(len(c.ids) < 3 for c in clients) and time.monotonic() < deadline:  # noqa: ASYNC110 - polls counters
             await asyncio.sleep(0.05)
-        edge.send_signal(signal.SIGTERM)
-        edge.wait(60)
+        await stop_edge(edge, "resume (first)")
         await asyncio.gather(*(c.closed for c in clients))
         for r in range(5):  # missed while no edge runs
             for a in assets:
@@ -292,8 +302,7 @@ async def resume_run(nats_url: str, work: Path, n: int) -> tuple[float, bool]:
         return took, ok
     finally:
         await nc.close()
-        edge.send_signal(signal.SIGTERM)
-        edge.wait(60)
+        await stop_edge(edge, "resume")
 
 
 async def main_async(args: argparse.Namespace) -> None:
