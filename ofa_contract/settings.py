@@ -84,10 +84,13 @@ def describe(cls: type[msgspec.Struct], prefix: str = "") -> list[tuple[str, str
 class CommonSettings(msgspec.Struct, kw_only=True, frozen=True):
     """Connection settings every process shares (no prefix: ``KAFKA_BOOTSTRAP_SERVERS``...)."""
 
+    #: Kafka bootstrap servers, comma-separated host:port.
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    #: NATS server URL(s), comma-separated.
     nats_url: str = "nats://127.0.0.1:4222"
     #: Topic OpenFactory writes every asset event to.
     input_topic: str = "ofa_assets"
+    #: DEBUG, INFO, WARNING or ERROR.
     log_level: str = "INFO"
     #: "json" for one JSON object per line (production), "text" for humans.
     log_format: str = "json"
