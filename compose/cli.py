@@ -71,10 +71,17 @@ def main(argv: list[str] | None = None) -> int:
         print("\n`ofa-serving COMMAND --help` for the options of one command.")
         return 0 if argv else 2
     command, rest = argv[0], argv[1:]
-    setup_logging(
-        level=os.environ.get("LOG_LEVEL", "INFO"),
-        fmt=os.environ.get("LOG_FORMAT", "text" if sys.stderr.isatty() else "json"),
-    )
+    level = os.environ.get("LOG_LEVEL", "INFO").upper()
+    fmt = os.environ.get("LOG_FORMAT", "text" if sys.stderr.isatty() else "json")
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        print(
+            f"error: LOG_LEVEL={level!r}: expected DEBUG, INFO, WARNING or ERROR", file=sys.stderr
+        )
+        return 2
+    if fmt not in ("json", "text"):
+        print(f"error: LOG_FORMAT={fmt!r}: expected json or text", file=sys.stderr)
+        return 2
+    setup_logging(level=level, fmt=fmt)
     try:
         if command == "infra":
             return _infra(rest)

@@ -55,3 +55,19 @@ def test_infra_ports_come_from_environment() -> None:
 def test_describe_lists_every_variable() -> None:
     rows = describe(Example, "X_")
     assert [r[0] for r in rows] == ["X_PORT", "X_ENABLED", "X_NAMES", "X_RATIO"]
+
+
+def test_cli_rejects_a_bad_log_level_with_a_clear_message() -> None:
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-m", "compose.cli", "infra", "status"],
+        env={"LOG_LEVEL": "LOUD", "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 2
+    assert "LOG_LEVEL='LOUD'" in out.stderr
