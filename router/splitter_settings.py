@@ -60,6 +60,9 @@ class SplitterSettings(msgspec.Struct, kw_only=True, frozen=True):
     poll_timeout_ms: int = 200
     #: Transaction timeout: the broker aborts a transaction left open this long by a dead owner.
     transaction_timeout_ms: int = 30000
+    #: Producer retry backoff. aiokafka's default (100 ms) is paid on every CONCURRENT_TRANSACTIONS
+    #: answer the broker gives while it still writes the previous commit's markers.
+    txn_retry_backoff_ms: int = 5
     #: Consumer group session timeout (how fast a killed instance's partitions move).
     session_timeout_ms: int = 10000
     #: Consumer group heartbeat interval.
