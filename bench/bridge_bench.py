@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -75,6 +77,7 @@ def _spawn(tag: str, nats_url: str, log: Path) -> subprocess.Popen[bytes]:
         BRIDGE_LIVE_SUBJECT_PREFIX=f"b{tag}.live",
         BRIDGE_STATE_BUCKET=f"state_{tag}",
         BRIDGE_OPS_PORT="0",
+        BRIDGE_MAX_BYTES=str(512 * 1024**2),
         BRIDGE_WORKER_ID=f"bench-{tag}",
     )
     with open(log, "ab") as f:
@@ -130,6 +133,11 @@ async def throughput_run(nats_url: str, n: int, work: Path) -> float:
     finally:
         proc.terminate()
         proc.wait(60)
+        # Free the stream's storage reservation before the next run.
+        with contextlib.suppress(Exception):
+            await nc.jetstream().delete_stream(f"KV_state_{tag}")
+        with contextlib.suppress(Exception):
+            await nc.jetstream().delete_stream(f"B{tag}")
         await nc.close()
 
 
@@ -140,11 +148,20 @@ async def latency_run(nats_url: str, seconds: float, work: Path) -> tuple[float,
     nc = await nats.connect(nats_url)
     lat: list[float] = []
     dec = msgspec.json.Decoder()
+    warm = asyncio.Event()
+
+    done = asyncio.Event()
+    total = int(seconds * 1000)
 
     async def on_msg(msg: object) -> None:
         now = time.time_ns()
+        if ".warm." in msg.subject:  # type: ignore[attr-defined]
+            warm.set()
+            return
         sent = dec.decode(msg.data)["attributes"]["sent_ns"]  # type: ignore[attr-defined]
         lat.append((now - sent) / 1e6)
+        if len(lat) >= total:
+            done.set()
 
     await nc.subscribe(f"b{tag}.live.>", cb=on_msg)
     proc = _spawn(tag, nats_url, work / f"lat-{tag}.log")
@@ -152,13 +169,13 @@ async def latency_run(nats_url: str, seconds: float, work: Path) -> tuple[float,
     await producer.start()
     try:
         # Warm-up until the worker owns the topic and the path is live.
-        for i in range(200):
+        for i in range(240):
             await producer.send_and_wait(topic, _record("warm", i, time.time_ns()), key=b"warm")
-            if lat:
+            if warm.is_set():
                 break
             await asyncio.sleep(0.25)
-        lat.clear()
-        total = int(seconds * 1000)
+        else:
+            raise RuntimeError(f"the worker did not bridge within 60 s; see {work}")
         t0 = time.perf_counter()
         for i in range(total):
             target = t0 + i / 1000
@@ -168,9 +185,10 @@ async def latency_run(nats_url: str, seconds: float, work: Path) -> tuple[float,
             a = f"asset-{i % 60}"
             await producer.send(topic, _record(a, i, time.time_ns()), key=a.encode())
         await producer.flush()
-        deadline = time.monotonic() + 30
-        while len(lat) < total and time.monotonic() < deadline:
-            await asyncio.sleep(0.1)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(done.wait(), 30)
+        if not lat:
+            raise RuntimeError(f"no record reached the live subjects; see {work}")
         got = sorted(lat)
         p50 = got[len(got) // 2]
         p99 = got[min(len(got) - 1, int(len(got) * 0.99))]
@@ -179,6 +197,11 @@ async def latency_run(nats_url: str, seconds: float, work: Path) -> tuple[float,
         await producer.stop()
         proc.terminate()
         proc.wait(60)
+        # Free the stream's storage reservation before the next run.
+        with contextlib.suppress(Exception):
+            await nc.jetstream().delete_stream(f"KV_state_{tag}")
+        with contextlib.suppress(Exception):
+            await nc.jetstream().delete_stream(f"B{tag}")
         await nc.close()
 
 
@@ -188,28 +211,30 @@ async def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--latency-seconds", type=float, default=10.0)
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory(prefix="bridge-bench-") as tmp:
-        work = Path(tmp)
-        cfg = local_infra.InfraConfig(
-            work_dir=str(work),
-            nats_port=local_infra.free_port(),
-            nats_monitor_port=local_infra.free_port(),
-        )
-        nats_proc = local_infra.NatsProcess(cfg)
-        nats_proc.start()
-        try:
-            await nats_proc.wait_ready()
-            rates, lats = [], []
-            for r in range(args.runs):
-                rate = await throughput_run(nats_proc.url, args.records, work)
-                rates.append(rate)
-                print(f"run {r + 1}: throughput {rate:,.0f} records/s", flush=True)
-            for r in range(args.runs):
-                p50, p99, got = await latency_run(nats_proc.url, args.latency_seconds, work)
-                lats.append((p50, p99))
-                print(f"run {r + 1}: latency p50 {p50:.1f} ms p99 {p99:.1f} ms ({got} records)")
-        finally:
-            nats_proc.stop()
+    # The work directory (store, worker logs) is kept for a look after a failed run.
+    work = Path(tempfile.mkdtemp(prefix="bridge-bench-"))
+    print(f"work directory (nats-server store, worker logs): {work}")
+    cfg = local_infra.InfraConfig(
+        work_dir=str(work),
+        nats_port=local_infra.free_port(),
+        nats_monitor_port=local_infra.free_port(),
+    )
+    nats_proc = local_infra.NatsProcess(cfg)
+    nats_proc.start()
+    try:
+        await nats_proc.wait_ready()
+        rates, lats = [], []
+        for r in range(args.runs):
+            rate = await throughput_run(nats_proc.url, args.records, work)
+            rates.append(rate)
+            print(f"run {r + 1}: throughput {rate:,.0f} records/s", flush=True)
+        for r in range(args.runs):
+            p50, p99, got = await latency_run(nats_proc.url, args.latency_seconds, work)
+            lats.append((p50, p99))
+            print(f"run {r + 1}: latency p50 {p50:.1f} ms p99 {p99:.1f} ms ({got} records)")
+    finally:
+        nats_proc.stop()
+    shutil.rmtree(work, ignore_errors=True)
     print()
     print(f"{'metric':<44}{'median':>12}{'runs':>30}")
     print(

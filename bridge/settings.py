@@ -49,10 +49,10 @@ class BridgeSettings(msgspec.Struct, kw_only=True, frozen=True):
     stream_subject_prefix: str = streams.STREAM_SUBJECT_PREFIX
     #: Live subjects the stream republishes to: ``<prefix>.<uuid>.<id>``.
     live_subject_prefix: str = streams.LIVE_SUBJECT_PREFIX
-    #: Stream history limits: age (seconds, 0 = unlimited), bytes (-1 = unlimited) and
-    #: messages kept per subject (-1 = unlimited).
+    #: Stream history limits: age (seconds, 0 = unlimited), bytes (-1 = unlimited; JetStream
+    #: reserves this much of the server's storage) and messages kept per subject (-1 = unlimited).
     max_age_s: float = 24 * 3600.0
-    max_bytes: int = 10 * 1024**3
+    max_bytes: int = 1024**3
     max_msgs_per_subject: int = 10000
     #: JetStream de-duplication window (seconds); must outlast any rebalance or restart.
     duplicate_window_s: float = 600.0

@@ -14,7 +14,10 @@ from aiokafka import TopicPartition
 
 
 class Entry:
-    """One Kafka record on its way into JetStream (kept until acked, for resending)."""
+    """One Kafka record on its way into JetStream (kept until acked, for resending).
+
+    ``headers`` is the encoded NATS header block (``NATS/1.0`` line included), built once.
+    """
 
     __slots__ = ("acked", "headers", "offset", "payload", "sent_at", "subject", "tracker")
 
@@ -24,7 +27,7 @@ class Entry:
         offset: int,
         subject: str,
         payload: bytes,
-        headers: dict[str, str] | None,
+        headers: bytes,
     ) -> None:
         self.tracker = tracker
         self.offset = offset

@@ -28,7 +28,7 @@ from nats.js import JetStreamContext
 
 from bridge.assignor import GroupSingletonAssignor
 from bridge.metrics import BridgeMetrics
-from bridge.publisher import Publisher
+from bridge.publisher import Publisher, encode_headers
 from bridge.settings import BridgeSettings
 from bridge.stream_setup import ensure_registry, ensure_streams
 from bridge.tracker import Entry, PartitionTracker
@@ -102,6 +102,8 @@ class BridgeWorker:
         )
         self._ctl: NatsClient | None = None
         self._ack_event = asyncio.Event()
+        self._subjects: dict[tuple[str, str], str] = {}
+        self._counters: dict[str, tuple[Any, Any]] = {}
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -212,7 +214,7 @@ class BridgeWorker:
                     "error": exc.detail,
                 },
             )
-            return Entry(tr, rec.offset, "", b"", None)
+            return Entry(tr, rec.offset, "", b"", b"")
         headers: dict[str, str] = {}
         for k, v in rec.headers or ():
             key = _HEADER_KEY_BAD.sub("_", k.strip()) if k else ""
@@ -220,14 +222,24 @@ class BridgeWorker:
             if key and not key.lower().startswith("nats-"):
                 headers[key] = _header_value(v)
         headers[streams.H_MSG_ID] = f"{rec.topic}:{rec.partition}:{rec.offset}"
-        headers[streams.H_ASSET] = ev.asset_uuid
-        headers[streams.H_ITEM] = ev.id
+        headers[streams.H_ASSET] = _header_value(ev.asset_uuid.encode())
+        headers[streams.H_ITEM] = _header_value(ev.id.encode())
         headers[streams.H_GROUP] = tr.group
         headers[streams.H_KAFKA_TS] = str(rec.timestamp)
-        subject = (
-            f"{self.s.stream_subject_prefix}.{encode_token(ev.asset_uuid)}.{encode_token(ev.id)}"
+        return Entry(
+            tr, rec.offset, self._subject(ev.asset_uuid, ev.id), rec.value, encode_headers(headers)
         )
-        return Entry(tr, rec.offset, subject, rec.value, headers)
+
+    def _subject(self, asset: str, item: str) -> str:
+        # Encoding tokens is pure but not free; assets and items repeat endlessly.
+        cache = self._subjects
+        subject = cache.get((asset, item))
+        if subject is None:
+            if len(cache) > 200_000:
+                cache.clear()
+            subject = f"{self.s.stream_subject_prefix}.{encode_token(asset)}.{encode_token(item)}"
+            cache[(asset, item)] = subject
+        return subject
 
     def _on_ack(self, entry: Entry, duplicate: bool) -> None:
         tr = entry.tracker
@@ -236,9 +248,16 @@ class BridgeWorker:
         tr.ack(entry)
         if not tr.active:
             self._ack_event.set()
-        self.metrics.records.labels(tr.group).inc()
+        counters = self._counters.get(tr.group)
+        if counters is None:
+            counters = (
+                self.metrics.records.labels(tr.group),
+                self.metrics.duplicates.labels(tr.group),
+            )
+            self._counters[tr.group] = counters
+        counters[0].inc()
         if duplicate:
-            self.metrics.duplicates.labels(tr.group).inc()
+            counters[1].inc()
 
     def _unacked(self) -> list[Entry]:
         # Includes revoked partitions still draining: their records must reach the stream.
