@@ -129,11 +129,34 @@ class WorkerProcess:
                 self.proc.wait(10)
         return self.proc.returncode
 
+    def ops_port(self) -> int | None:
+        """The ops port the worker logged at start-up (it picks a free one)."""
+        if not self.log_path.exists():
+            return None
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            if '"ops_port"' in line:
+                with contextlib.suppress(msgspec.DecodeError):
+                    return int(msgspec.json.decode(line)["ops_port"])
+        return None
+
     def log_tail(self, n: int = 40) -> str:
         """Last lines of the worker's log (for assertion messages)."""
         if not self.log_path.exists():
             return ""
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+
+
+async def http_get(port: int, path: str) -> tuple[int, bytes]:
+    """A minimal HTTP/1.1 GET against 127.0.0.1:port; (status, body)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        await writer.drain()
+        raw = await asyncio.wait_for(reader.read(), 10)
+    finally:
+        writer.close()
+    head, _, body = raw.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body
 
 
 async def wait_for(

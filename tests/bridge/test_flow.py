@@ -182,12 +182,17 @@ async def test_nats_restart_mid_flow_loses_and_duplicates_nothing(
             lambda: _ge(stream_count(nats_private.url, s.stream_name), n // 5), 30, "flow"
         )
         nats_private.stop()
-        await asyncio.sleep(1.0)  # an outage long enough for publishes to fail
+
+        async def not_ready() -> bool:
+            return "nats" in await w.worker.ready_issues()
+
+        await wait_for(not_ready, 10, "/ready to name NATS while it is down")
         nats_private.start()
         await nats_private.wait_ready()
         await prod
         await wait_for(lambda: _ge(stream_count(nats_private.url, s.stream_name), n), 60, "all n")
         assert w.metric("bridge_nats_resets_total", {"reason": "disconnect"}) >= 1
+        assert await w.worker.ready_issues() == {}
     msgs = await read_stream(nats_private.url, s.stream_name, f"{s.stream_subject_prefix}.>")
     assert len(msgs) == n
     ids = [m.headers[streams.H_MSG_ID] for m in msgs if m.headers]

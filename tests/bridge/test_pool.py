@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import msgspec
+import nats
 import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
@@ -16,10 +17,13 @@ from aiokafka.coordinator.protocol import ConsumerProtocol
 from bridge.settings import BridgeSettings
 from compose.local_infra import NatsProcess
 from ofa_contract import streams
+from ofa_contract.naming import group_from_topic
+from ofa_contract.streams import BridgeEntry
 from tests.bridge.support import (
     WorkerProcess,
     bridge_settings,
     env_for,
+    http_get,
     read_stream,
     stream_count,
     topic_of,
@@ -169,6 +173,7 @@ async def _run_pool_scenario(
     first = owners(await stable_assignment(infra.kafka, s, 3))
     loads = sorted([list(first.values()).count(c) for c in set(first.values())])
     assert loads == [1, 2, 2], f"unbalanced: {first}"
+    await _check_registry_and_ops(nats_private.url, s, first, pool)
 
     flow = Flow(infra.kafka, s, rate=400, seconds=seconds)
     flow_task = asyncio.create_task(flow.run())
@@ -209,6 +214,41 @@ async def _run_pool_scenario(
             p.terminate()
         tails = "\n".join(p.log_tail(5) for p in pool)
     assert all(p.proc is not None and p.proc.returncode == 0 for p in pool), tails
+
+
+async def _check_registry_and_ops(
+    nats_url: str, s: BridgeSettings, owner_map: dict[str, str], pool: list[WorkerProcess]
+) -> None:
+    """The ofa_bridges registry agrees with Kafka's assignment; /ready and /metrics answer."""
+    want: dict[str, list[str]] = {}
+    for topic, client in owner_map.items():
+        want.setdefault(client.removeprefix("ofa-bridge-"), []).append(
+            group_from_topic(topic, s.topic_prefix)
+        )
+    nc = await nats.connect(nats_url)
+    try:
+        kv = await nc.jetstream().key_value(s.bridges_bucket)
+
+        async def agrees() -> bool:
+            got: dict[str, list[str]] = {}
+            for wid in want:
+                try:
+                    entry = msgspec.json.decode((await kv.get(wid)).value or b"", type=BridgeEntry)
+                except Exception:
+                    return False
+                got[wid] = sorted(entry.groups)
+            return got == {k: sorted(v) for k, v in want.items()}
+
+        await wait_for(agrees, 15, f"the registry to show {want}")
+    finally:
+        await nc.close()
+    for p in pool:
+        port = p.ops_port()
+        assert port is not None, p.log_tail()
+        status, body = await http_get(port, "/ready")
+        assert status == 200, body
+        status, body = await http_get(port, "/metrics")
+        assert status == 200 and b"bridge_owned_groups" in body
 
 
 def _wid(p: WorkerProcess) -> str:
