@@ -234,17 +234,21 @@ class Splitter:
         while not stop.is_set():
             if self._fatal is not None:
                 raise SplitterError(f"splitter failed: {self._fatal!r}") from self._fatal
-            epoch = self._epoch
             batch = await consumer.getmany(
                 timeout_ms=s.poll_timeout_ms, max_records=s.max_batch_records
             )
+            # Read right as getmany returns (no suspension in between): the records were drained
+            # at this epoch. Reading it before the call would be wrong: a getmany that waited
+            # through a rebalance returns records fetched after the new seek, and those must
+            # not be dropped.
+            epoch = self._epoch
             if not batch:
                 self._update_lag()
                 continue
             async with self._lock:
                 if epoch != self._epoch:
-                    # A rebalance ran since the fetch: positions were reset by seek, these
-                    # records will be fetched again from the committed offsets.
+                    # A rebalance ran since these records were drained: positions were reset by
+                    # a later seek, so they will be fetched again from the committed offsets.
                     continue
                 await self._cycle(consumer, batch)
         if self._fatal is not None:
@@ -558,6 +562,8 @@ class Splitter:
             self._ready_parts = set(mine)
             self._restoring = set()
             self._rebalancing = False
+            # Records drained before the seeks above carry an older epoch and are dropped.
+            self._epoch += 1
             self._joined = True
             self.metrics.assigned.set(len(mine))
             self.metrics.table_size.set(sum(len(p.table) for p in self._parts.values()))

@@ -34,23 +34,29 @@ from tests.splitter.support import (
 )
 
 
-async def http_status(port: int, path: str) -> int:
-    """Status code of a GET on the ops port (0 when nothing answers)."""
+async def http_get(port: int, path: str) -> tuple[int, bytes]:
+    """Status code and body of a GET on the ops port (0 when nothing answers)."""
     try:
         reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 2)
     except (OSError, TimeoutError):
-        return 0
+        return 0, b""
     try:
         writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
         await writer.drain()
-        line = await asyncio.wait_for(reader.readline(), 5)
-        return int(line.split()[1]) if line else 0
+        data = await asyncio.wait_for(reader.read(), 5)
+        head, _, body = data.partition(b"\r\n\r\n")
+        return (int(head.split()[1]) if head else 0), body
     except (OSError, TimeoutError, ValueError, IndexError):
-        return 0
+        return 0, b""
     finally:
         writer.close()
         with contextlib.suppress(OSError):
             await writer.wait_closed()
+
+
+async def http_status(port: int, path: str) -> int:
+    """Status code of a GET on the ops port (0 when nothing answers)."""
+    return (await http_get(port, path))[0]
 
 
 class Instance:
@@ -143,6 +149,10 @@ async def run_chaos(
         for p in procs:
             await p.wait_ready()
         await wait_caught_up(infra.kafka, n, timeout=90)
+        status, body = await http_get(procs[0].port, "/metrics")
+        assert status == 200
+        assert b"ofa_splitter_commit_seconds_bucket" in body
+        assert b"ofa_splitter_consumer_lag" in body
         for p in procs:
             assert await p.terminate() == 0, p.tail()
     finally:
