@@ -1,0 +1,92 @@
+"""Where did a missing event go? Look an (asset, seq) up in the input topic, the derived topics
+and the JetStream stream, so that a failing end-to-end test names the stage that lost it."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import msgspec
+import nats
+from aiokafka.admin import AIOKafkaAdminClient
+
+from ofa_contract.streams import STREAM_NAME, stream_filter
+from tests.helpers import consume_all
+
+
+class _Attrs(msgspec.Struct):
+    seq: int = 0
+
+
+class _Rec(msgspec.Struct):
+    attributes: _Attrs = msgspec.field(default_factory=_Attrs)
+
+
+def _seq(value: bytes | None) -> int | None:
+    with contextlib.suppress(msgspec.DecodeError, msgspec.ValidationError, TypeError):
+        return msgspec.json.decode(value or b"", type=_Rec).attributes.seq
+    return None
+
+
+async def _kafka_index(kafka: str, topics: list[str]) -> dict[tuple[str, int], str]:
+    out: dict[tuple[str, int], str] = {}
+    for r in await consume_all(kafka, topics, timeout=30):
+        if r.key is None:
+            continue
+        s = _seq(r.value)
+        if s is not None:
+            out[(r.key.decode(errors="replace"), s)] = f"{r.topic}[{r.partition}]@{r.offset}"
+    return out
+
+
+async def _nats_index(url: str, asset: str) -> dict[int, int]:
+    """asset seq -> stream sequence, for every stored message of the asset."""
+    nc = await nats.connect(url, connect_timeout=5, max_reconnect_attempts=2)
+    out: dict[int, int] = {}
+    try:
+        js = nc.jetstream()
+        sub = await js.subscribe(stream_filter(asset), stream=STREAM_NAME, ordered_consumer=True)
+        try:
+            while True:
+                try:
+                    m = await sub.next_msg(timeout=2)
+                except nats.errors.TimeoutError:
+                    break
+                s = _seq(m.data)
+                if s is not None:
+                    out[s] = m.metadata.sequence.stream
+                if m.metadata.num_pending == 0:
+                    break
+        finally:
+            await sub.unsubscribe()
+    finally:
+        await nc.close()
+    return out
+
+
+async def locate(
+    kafka: str, nats_url: str, input_topic: str, prefix: str, missing: dict[str, list[int]]
+) -> str:
+    """A report line per missing (asset, seq): found in input / derived topic / stream or not."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka)
+    await admin.start()
+    try:
+        derived = sorted(t for t in await admin.list_topics() if t.startswith(prefix))
+    finally:
+        await admin.close()
+    inp = await _kafka_index(kafka, [input_topic])
+    der = await _kafka_index(kafka, derived) if derived else {}
+    lines = []
+    for asset, seqs in missing.items():
+        stored: dict[int, Any] = {}
+        with contextlib.suppress(Exception):
+            stored = await _nats_index(nats_url, asset)
+        for s in seqs[:10]:
+            lines.append(
+                f"  {asset} seq {s}: input={inp.get((asset, s), 'ABSENT')} "
+                f"derived={der.get((asset, s), 'ABSENT')} "
+                f"stream={'seq ' + str(stored[s]) if s in stored else 'ABSENT'}"
+            )
+        if len(seqs) > 10:
+            lines.append(f"  {asset}: ... {len(seqs) - 10} more")
+    return "\n".join(lines)
