@@ -106,7 +106,7 @@ class _Partition:
 class _Cycle:
     """Bookkeeping of one transaction cycle (counted into metrics only once committed)."""
 
-    __slots__ = ("count", "dlq", "dropped", "out", "regrouped", "touched")
+    __slots__ = ("count", "dlq", "dropped", "out", "regrouped", "sent", "touched")
 
     def __init__(self) -> None:
         self.touched: list[_Partition] = []
@@ -115,6 +115,9 @@ class _Cycle:
         self.dlq: dict[str, int] = {}
         self.dropped = 0
         self.regrouped = 0
+        #: Delivery futures of every record sent in this cycle. aiokafka's commit_transaction
+        #: only waits for them and commits even when some failed, so we check them ourselves.
+        self.sent: list[asyncio.Future[Any]] = []
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -247,12 +250,34 @@ class Splitter:
                 continue
             async with self._lock:
                 if epoch != self._epoch:
-                    # A rebalance ran since these records were drained: positions were reset by
-                    # a later seek, so they will be fetched again from the committed offsets.
+                    # A rebalance ran since these records were drained. They may have been
+                    # drained after the assignment's seek (while _on_assigned still awaited),
+                    # so the position can already be past them: rewind to what we processed.
+                    await self._rewind(consumer, batch)
                     continue
                 await self._cycle(consumer, batch)
         if self._fatal is not None:
             raise SplitterError(f"splitter failed: {self._fatal!r}") from self._fatal
+
+    async def _rewind(
+        self,
+        consumer: AIOKafkaConsumer,
+        batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]],
+    ) -> None:
+        """Seek the partitions of a dropped batch that we own back to our processed offset
+        (the committed one: a cycle always ends committed or stops the process)."""
+        for tp in batch:
+            part = self._parts.get(tp.partition)
+            if (
+                tp.topic != self.input_topic
+                or part is None
+                or tp.partition not in self._ready_parts
+            ):
+                continue  # not ours (any more): the next assignment seeks it
+            if part.next_offset < 0:
+                await consumer.seek_to_beginning(tp)
+            else:
+                consumer.seek(tp, part.next_offset)
 
     # ---------------------------------------------------------------- the cycle
 
@@ -342,11 +367,15 @@ class Splitter:
                         await self._dead_letter(part, rec, "bad_group", str(exc), cycle)
                         continue
                     part.table[event.asset_uuid] = group
-                    await producer.send(
-                        s.changelog_topic,
-                        _enc.encode(T.AssetGroup(group=group, updated_ms=int(time.time() * 1000))),
-                        key=rec.key,
-                        partition=tp.partition,
+                    cycle.sent.append(
+                        await producer.send(
+                            s.changelog_topic,
+                            _enc.encode(
+                                T.AssetGroup(group=group, updated_ms=int(time.time() * 1000))
+                            ),
+                            key=rec.key,
+                            partition=tp.partition,
+                        )
                     )
                     cycle.regrouped += 1
                     log.info(
@@ -358,13 +387,15 @@ class Splitter:
                 if not group:
                     cycle.dropped += 1
                     continue
-                topic = await self._ensure_group(group, part)
+                topic = await self._ensure_group(group, part, cycle)
                 headers = list(rec.headers)
                 headers.append((T.H_SRC_TOPIC, src_topic))
                 headers.append((T.H_SRC_PARTITION, src_part))
                 headers.append((T.H_SRC_OFFSET, str(rec.offset).encode()))
                 headers.append((T.H_GROUP, group.encode()))
-                await producer.send(topic, rec.value, key=rec.key, headers=headers)
+                cycle.sent.append(
+                    await producer.send(topic, rec.value, key=rec.key, headers=headers)
+                )
                 cycle.out[group] = cycle.out.get(group, 0) + 1
 
     async def _dead_letter(
@@ -393,7 +424,9 @@ class Splitter:
             value = value[:room]
         if value is None and rec.key is None:
             value = b""
-        await part.producer.send(s.dlq_topic, value, key=rec.key, headers=headers)
+        cycle.sent.append(
+            await part.producer.send(s.dlq_topic, value, key=rec.key, headers=headers)
+        )
         cycle.dlq[kind] = cycle.dlq.get(kind, 0) + 1
         log.warning(
             "bad record sent to the dead-letter topic",
@@ -406,7 +439,7 @@ class Splitter:
             },
         )
 
-    async def _ensure_group(self, group: str, part: _Partition) -> str:
+    async def _ensure_group(self, group: str, part: _Partition, cycle: _Cycle) -> str:
         s = self.settings
         ann = self._groups.get(group)
         if ann is not None:
@@ -426,7 +459,9 @@ class Splitter:
             partitions=await self._admin.partitions(topic),
             created_ms=int(time.time() * 1000),
         )
-        await part.producer.send(s.groups_topic, _enc.encode(ann), key=group.encode())
+        cycle.sent.append(
+            await part.producer.send(s.groups_topic, _enc.encode(ann), key=group.encode())
+        )
         self._groups[group] = ann
         self.metrics.groups_created.inc()
         log.info("group announced", extra={"group": group, "topic": topic})
@@ -437,6 +472,15 @@ class Splitter:
             return
         group_id = self.settings.group_id
         started = time.monotonic()
+        # A record whose delivery failed must not be committed past: raising here aborts the
+        # cycle (see _cycle), so its input offset is not committed and it is processed again.
+        results = await asyncio.gather(*cycle.sent, return_exceptions=True)
+        failed = [r for r in results if isinstance(r, BaseException)]
+        if failed:
+            raise SplitterError(
+                f"{len(failed)} of {len(results)} records of this transaction were not "
+                f"delivered (first error: {failed[0]!r}); aborting it"
+            )
 
         async def commit_one(part: _Partition) -> None:
             tp = TopicPartition(self.input_topic, part.number)
