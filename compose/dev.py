@@ -318,8 +318,8 @@ async def run(settings: DevSettings, keep_infra: bool) -> int:
             print(
                 "\nofa-serving dev is up:\n"
                 f"  dashboard      {router}/\n"
-                f"  asset stream   {router}/asset_stream?asset_uuid=SIM-001\n"
-                f"  asset state    {router}/asset_state?asset_uuid=SIM-001\n"
+                f"  asset stream   {router}/asset_stream?asset_uuid=SIM-ASSET-001\n"
+                f"  asset state    {router}/asset_state?asset_uuid=SIM-ASSET-001\n"
                 f"  groups         {router}/groups\n"
                 f"  API schema     {router}/schema\n"
                 + "".join(f"  edge           http://127.0.0.1:{p}/\n" for p in settings.edge_ports)
