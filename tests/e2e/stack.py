@@ -42,6 +42,7 @@ class Stack:
         edges: int = 2,
         input_partitions: int = 6,
         env: dict[str, str] | None = None,
+        router_mode: str = "proxy",
     ) -> None:
         self.kafka = kafka
         self.nats = nats
@@ -51,7 +52,7 @@ class Stack:
         self.log_dir = log_dir
         self.settings = dev.DevSettings(
             router_port=free_port(),
-            router_mode="proxy",
+            router_mode=router_mode,
             edge_ports=[free_port() for _ in range(edges)],
             bridge_ops_ports=[free_port() for _ in range(bridges)],
             splitter_ops_port=free_port(),
