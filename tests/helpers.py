@@ -20,6 +20,19 @@ if not SAMPLES.exists():  # CI lays shared/ beside the clone; a developer may ke
     )
 
 
+#: Debian's chromium, headless, as root, on a machine with no network but loopback: without the
+#: background-networking flags it keeps trying (and failing) to reach Google's hosts.
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
 class Endpoints(msgspec.Struct):
     """Addresses of the real servers a test talks to."""
 

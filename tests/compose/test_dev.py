@@ -17,18 +17,9 @@ import httpx
 from playwright.async_api import Page, async_playwright
 
 from compose.local_infra import NatsProcess, free_port
-from tests.helpers import Endpoints
+from tests.helpers import CHROMIUM_ARGS, Endpoints
 from tests.router.sse_client import SseParser
 
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 STATS_JS = """() => [...window.dashboard.assets.values()].filter(s => s.wanted).map(s =>
     ({uuid: s.uuid, events: s.events, resumes: s.resumes, gaps: s.gaps, dups: s.dups,
       status: s.status}))"""

@@ -10,16 +10,7 @@ from playwright.async_api import async_playwright
 
 from tests.edge.procs import EdgeProcess
 from tests.edge.publisher import Publisher
-
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+from tests.helpers import CHROMIUM_ARGS
 
 PAGE_JS = """(url) => {
   window.got = []; window.opens = 0;

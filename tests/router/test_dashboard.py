@@ -15,18 +15,9 @@ from compose.local_infra import NatsProcess
 from ofa_contract.streams import H_MSG_ID, state_key, stream_subject
 from tests.edge.conftest import running_edge
 from tests.edge.publisher import Publisher
-from tests.helpers import Endpoints
+from tests.helpers import CHROMIUM_ARGS, Endpoints
 from tests.router.harness import Stack
 
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 ASSETS = {"DASH-1": "WC1", "DASH-2": "WC2"}
 _ids = itertools.count()
 
