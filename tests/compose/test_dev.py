@@ -18,7 +18,7 @@ from playwright.async_api import Page, async_playwright
 
 from compose.local_infra import NatsProcess, free_port
 from tests.helpers import CHROMIUM_ARGS, Endpoints
-from tests.router.sse_client import SseParser
+from tests.sse import SseParser
 
 STATS_JS = """() => [...window.dashboard.assets.values()].filter(s => s.wanted).map(s =>
     ({uuid: s.uuid, events: s.events, resumes: s.resumes, gaps: s.gaps, dups: s.dups,

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import httpx
 import msgspec
 
-from tests.router.sse_client import SseParser
+from tests.sse import SseParser
 
 
 class _Attrs(msgspec.Struct):

@@ -1,6 +1,5 @@
-"""A real SSE client for tests: raw HTTP/1.1 over asyncio, chunked decoding, and an event-stream
-parser following the WHATWG rules (line splitting on CR/LF/CRLF, ``id``/``event``/``data``/
-``retry`` fields, comments, dispatch on a blank line, one leading space stripped)."""
+"""A real SSE client for tests: raw HTTP/1.1 over asyncio and chunked decoding, feeding the
+suite's WHATWG event-stream parser (tests/sse.py)."""
 
 from __future__ import annotations
 
@@ -8,88 +7,9 @@ import asyncio
 import contextlib
 import socket
 import time
-from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-
-@dataclass
-class Event:
-    type: str
-    data: str
-    id: str
-
-
-@dataclass
-class EventStreamParser:
-    """Incremental parser; feed bytes, collect events and comments."""
-
-    events: list[Event] = field(default_factory=list)
-    comments: list[str] = field(default_factory=list)
-    last_event_id: str = ""
-    retry: int | None = None
-    _buf: str = ""
-    _data: list[str] = field(default_factory=list)
-    _type: str = ""
-    _id_buf: str = ""
-    _pending_cr: bool = False
-    _started: bool = False
-
-    def feed(self, chunk: bytes) -> list[Event]:
-        text = chunk.decode("utf-8")
-        if not self._started:
-            self._started = True
-            text = text.removeprefix("\ufeff")
-        if self._pending_cr and text.startswith("\n"):
-            text = text[1:]
-        self._pending_cr = False
-        self._buf += text
-        out: list[Event] = []
-        while True:
-            idx = [i for i in (self._buf.find("\r"), self._buf.find("\n")) if i >= 0]
-            if not idx:
-                break
-            i = min(idx)
-            line = self._buf[:i]
-            if self._buf[i] == "\r":
-                if i + 1 < len(self._buf):
-                    self._buf = (
-                        self._buf[i + 2 :] if self._buf[i + 1] == "\n" else self._buf[i + 1 :]
-                    )
-                else:
-                    self._buf = ""
-                    self._pending_cr = True
-            else:
-                self._buf = self._buf[i + 1 :]
-            ev = self._line(line)
-            if ev is not None:
-                out.append(ev)
-        self.events.extend(out)
-        return out
-
-    def _line(self, line: str) -> Event | None:
-        if line == "":
-            self.last_event_id = self._id_buf
-            if not self._data:
-                self._type = ""
-                return None
-            ev = Event(self._type or "message", "\n".join(self._data), self.last_event_id)
-            self._data, self._type = [], ""
-            return ev
-        if line.startswith(":"):
-            self.comments.append(line[1:].removeprefix(" "))
-            return None
-        name, sep, value = line.partition(":")
-        value = value.removeprefix(" ") if sep else ""
-        if name == "data":
-            self._data.append(value)
-        elif name == "event":
-            self._type = value
-        elif name == "id":
-            if "\0" not in value:
-                self._id_buf = value
-        elif name == "retry" and value.isdigit():
-            self.retry = int(value)
-        return None
+from tests.sse import SseEvent, SseParser
 
 
 class SSEConnection:
@@ -101,12 +21,12 @@ class SSEConnection:
         self.rcvbuf = rcvbuf
         self.status = 0
         self.headers: dict[str, str] = {}
-        self.parser = EventStreamParser()
+        self.parser = SseParser()
         self.body = b""  # for non-streaming answers
         self.eof = False
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
-        self._queue: list[Event] = []
+        self._queue: list[SseEvent] = []
         self._chunk_left = 0
 
     async def open(self) -> SSEConnection:
@@ -180,7 +100,7 @@ class SSEConnection:
         self._queue.extend(self.parser.feed(data))
         return True
 
-    async def next_event(self, timeout: float = 10.0) -> Event | None:
+    async def next_event(self, timeout: float = 10.0) -> SseEvent | None:
         """The next event, or None when the stream ended; TimeoutError after ``timeout``."""
         deadline = time.monotonic() + timeout
         while not self._queue:
@@ -191,9 +111,9 @@ class SSEConnection:
                 return None
         return self._queue.pop(0)
 
-    async def events_until(self, pred, timeout: float = 15.0) -> list[Event]:
+    async def events_until(self, pred, timeout: float = 15.0) -> list[SseEvent]:
         """Collect events until ``pred(events)`` holds (or the stream ends / time runs out)."""
-        got: list[Event] = []
+        got: list[SseEvent] = []
         deadline = time.monotonic() + timeout
         while not pred(got):
             ev = await self.next_event(max(0.01, deadline - time.monotonic()))
@@ -202,9 +122,9 @@ class SSEConnection:
             got.append(ev)
         return got
 
-    async def drain_to_end(self, timeout: float = 15.0) -> list[Event]:
+    async def drain_to_end(self, timeout: float = 15.0) -> list[SseEvent]:
         """Every remaining event until the server ends the stream."""
-        got: list[Event] = []
+        got: list[SseEvent] = []
         deadline = time.monotonic() + timeout
         while True:
             ev = await self.next_event(max(0.01, deadline - time.monotonic()))

@@ -13,7 +13,7 @@ from tests.edge.conftest import running_edge
 from tests.edge.publisher import Publisher
 from tests.helpers import Endpoints
 from tests.router.harness import Stack
-from tests.router.sse_client import SseEvent, SseParser
+from tests.sse import SseEvent, SseParser
 
 
 async def collect(

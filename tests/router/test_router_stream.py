@@ -10,7 +10,7 @@ import httpx
 from compose.local_infra import free_port
 from tests.router.fake_edge import CHUNKS, FakeEdge
 from tests.router.harness import Stack, client
-from tests.router.sse_client import SseParser
+from tests.sse import SseParser
 
 
 async def read_events(
