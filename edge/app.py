@@ -44,6 +44,10 @@ _REPLAY_CHUNK = 64 * 1024
 SSE_HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
 #: Key under which :class:`TransportCapture` leaves uvicorn's transport in the ASGI scope.
 TRANSPORT_KEY = "ofa.transport"
+#: Longest encoded asset uuid plus data item id accepted. Both end up in NATS subjects, and a
+#: protocol line longer than the server's max_control_line (4096 by default) makes nats-server
+#: close the edge's connection: one such request would cut every client of the node.
+MAX_SUBJECT_TOKENS_CHARS = 1024
 
 
 class EdgeState:
@@ -326,6 +330,15 @@ def create_app(settings: EdgeSettings, common: CommonSettings) -> Litestar:
         if not asset_uuid:
             return refuse(400, "bad_request", "query parameter asset_uuid is required")
         item_id = q.get("id") or None
+        if len(encode_token(asset_uuid)) + len(encode_token(item_id or "-")) > (
+            MAX_SUBJECT_TOKENS_CHARS
+        ):
+            return refuse(
+                400,
+                "bad_request",
+                "asset_uuid and id are too long for a NATS subject "
+                f"(at most {MAX_SUBJECT_TOKENS_CHARS} characters once encoded)",
+            )
         snapshot = (q.get("snapshot") or "").lower() in ("1", "true", "yes")
         try:
             last_id = _parse_last_id(request)
