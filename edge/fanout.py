@@ -179,7 +179,10 @@ class AssetFeed:
             pending_msgs_limit=_LIVE_PENDING_MSGS,
             pending_bytes_limit=_LIVE_PENDING_BYTES,
         )
-        await nc.flush()
+        # A client that hangs up cancels this coroutine. nats-py keeps a cancelled flush's future
+        # in its PONG queue and its read loop then dies on it (InvalidStateError): the edge would
+        # receive nothing more from NATS. So the flush completes even when its caller is gone.
+        await asyncio.shield(nc.flush())
 
     async def stop(self) -> None:
         """Unsubscribe; the feed is not used again."""
