@@ -30,10 +30,12 @@ from edge.auth import AuthError, Authorizer
 from edge.fanout import AssetFeed, Client, Hub
 from edge.limits import RateLimiter
 from edge.metrics import EdgeMetrics
+from edge.openapi import openapi_document
 from edge.registry import Registration
 from edge.resume import HistoryError, ResumePlanner, replay
 from edge.settings import EdgeSettings
 from edge.snapshot import asset_state
+from ofa_contract import __version__
 from ofa_contract.naming import encode_token
 from ofa_contract.settings import CommonSettings
 
@@ -421,6 +423,11 @@ def create_app(settings: EdgeSettings, common: CommonSettings) -> Litestar:
             },
         )
 
+    @get("/schema/openapi.json")
+    async def openapi() -> Response[Any]:
+        """The OpenAPI document of this interface."""
+        return _json(200, openapi_document(__version__))
+
     cors = (
         CORSConfig(
             allow_origins=list(settings.cors_origins),
@@ -432,7 +439,7 @@ def create_app(settings: EdgeSettings, common: CommonSettings) -> Litestar:
         else None
     )
     app = Litestar(
-        route_handlers=[asset_stream, group_asset_stream, health, ready, metrics, info],
+        route_handlers=[asset_stream, group_asset_stream, health, ready, metrics, info, openapi],
         on_startup=[st.start],
         on_shutdown=[st.stop],
         cors_config=cors,

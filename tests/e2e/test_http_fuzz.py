@@ -3,8 +3,9 @@ every 4xx is JSON with a non-empty ``detail``.
 
 The router is fuzzed from the OpenAPI document it serves at ``/schema/openapi.json``. The edge
 serves no OpenAPI (``openapi_config=None``: its handlers read the raw query string), so it is
-fuzzed from :data:`EDGE_OPENAPI`, a document of its interface written here; it declares every
-parameter the edge reads, including ``Last-Event-ID`` and ``Authorization`` headers.
+fuzzed from the OpenAPI document the edge serves at ``/schema/openapi.json`` (edge/openapi.py),
+which declares every parameter the edge reads, including the ``Last-Event-ID`` and
+``Authorization`` headers.
 
 Both servers run in this process on real infrastructure (a private nats-server with the stream
 the bridge would write, real Kafka topics for the router's tables). Schemathesis' requests are
@@ -48,56 +49,12 @@ EXAMPLES = 40
 READ_TIMEOUT = 5.0
 
 
-#: Event ids are stream sequence numbers; negative mode sends everything else.
-_EVENT_ID = {"type": "string", "pattern": "^[0-9]{1,19}$"}
-
-
-def _stream_params(with_group: bool) -> list[dict[str, Any]]:
-    params: list[dict[str, Any]] = [
-        {"name": "asset_uuid", "in": "query", "required": True, "schema": {"type": "string"}},
-        {"name": "id", "in": "query", "schema": {"type": "string"}},
-        {"name": "snapshot", "in": "query", "schema": {"type": "string"}},
-        {"name": "last_event_id", "in": "query", "schema": _EVENT_ID},
-        {"name": "token", "in": "query", "schema": {"type": "string"}},
-        {"name": "Last-Event-ID", "in": "header", "schema": _EVENT_ID},
-        {"name": "Authorization", "in": "header", "schema": {"type": "string"}},
-    ]
-    if with_group:
-        params.append(
-            {"name": "group", "in": "path", "required": True, "schema": {"type": "string"}}
-        )
-    return params
-
-
-def _op(params: list[dict[str, Any]] | None = None, stream: bool = False) -> dict[str, Any]:
-    ok = "text/event-stream" if stream else "application/json"
-    err = {"content": {"application/json": {"schema": {"type": "object"}}}}
-    return {
-        "get": {
-            "parameters": params or [],
-            "responses": {
-                "200": {"description": "ok", "content": {ok: {"schema": {"type": "string"}}}},
-                "400": {"description": "bad request", **err},
-                "401": {"description": "unauthenticated", **err},
-                "403": {"description": "forbidden", **err},
-                "503": {"description": "unavailable", **err},
-            },
-        }
-    }
-
-
-EDGE_OPENAPI: dict[str, Any] = {
-    "openapi": "3.0.3",
-    "info": {"title": "ofa-serving edge", "version": "1"},
-    "paths": {
-        "/asset_stream": _op(_stream_params(False), stream=True),
-        "/group/{group}/asset_stream": _op(_stream_params(True), stream=True),
-        "/health": _op(),
-        "/ready": _op(),
-        "/info": _op(),
-        "/metrics": _op(),
-    },
-}
+async def _served_schema(base_url: str) -> Any:
+    """The edge's own OpenAPI document, fetched without blocking the loop the edge runs on."""
+    async with httpx.AsyncClient() as client:
+        resp = await client.get(f"{base_url}/schema/openapi.json")
+    assert resp.status_code == 200, resp.text
+    return schemathesis.openapi.from_dict(resp.json())
 
 
 def _send(case: Any, base_url: str) -> tuple[int, dict[str, str], bytes]:
@@ -190,7 +147,7 @@ async def test_fuzz_edge(nats_private: NatsProcess) -> None:
     try:
         await _publish_history(pub)
         async with running_edge(nats_private.url) as edge:
-            schema = schemathesis.openapi.from_dict(EDGE_OPENAPI)
+            schema = await _served_schema(edge.url)
             seen = await asyncio.to_thread(
                 _fuzz, schema, edge.url, {"asset_uuid": ASSET, "group": GROUP}
             )
