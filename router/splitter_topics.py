@@ -36,9 +36,11 @@ class TopicAdmin:
         """Close the connections."""
         await self._admin.close()
 
-    async def ping(self) -> None:
-        """Raise if the cluster does not answer a metadata request."""
-        await self._admin.describe_cluster()
+    async def ping(self, topic: str) -> None:
+        """Raise if the cluster does not answer a metadata request (for ``topic`` only: the
+        metadata of every topic of a large cluster takes the event loop tens of ms to decode,
+        and /ready is polled while records flow)."""
+        await self._admin.describe_topics([topic])
 
     async def partitions(self, topic: str) -> int:
         """The partition count of ``topic``, or 0 when it does not exist."""

@@ -89,3 +89,5 @@ def test_settings_from_env_and_errors() -> None:
         from_env(SplitterSettings, "SPLIT_", {"SPLIT_MAX_BATCH_RECORDS": "lots"})
     with pytest.raises(SettingsError, match="SPLIT_TOPIC_PARTITIONS must be > 0"):
         from_env(SplitterSettings, "SPLIT_", {"SPLIT_TOPIC_PARTITIONS": "0"})
+    with pytest.raises(SettingsError, match="SPLIT_TXN_START_RETRY_MS must be > 0"):
+        from_env(SplitterSettings, "SPLIT_", {"SPLIT_TXN_START_RETRY_MS": "0"})
