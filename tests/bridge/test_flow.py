@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 
 import msgspec
@@ -170,11 +172,19 @@ async def test_nats_restart_mid_flow_loses_and_duplicates_nothing(
     await produce(infra.kafka, topic, recs)
 
     async with InProcessWorker(infra.kafka, nats_private.url, s) as w:
-        # Stop NATS while the worker is busy: its window is full of un-acked publishes.
+        # Freeze NATS while the worker is busy, so that publishes are surely in flight and no ack
+        # can come back, then kill it: what was in flight must be sent again after the restart.
         await wait_for(
             lambda: _ge(stream_count(nats_private.url, s.stream_name), n // 10), 30, "flow", 0.02
         )
-        nats_private.stop()
+        assert nats_private.pid is not None
+        os.kill(nats_private.pid, signal.SIGSTOP)
+
+        async def in_flight() -> bool:
+            return w.metric("bridge_acks_in_flight") > 0
+
+        await wait_for(in_flight, 10, "publishes in flight to the frozen server")
+        nats_private.kill()
 
         async def not_ready() -> bool:
             return "nats" in await w.worker.ready_issues()
