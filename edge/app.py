@@ -327,6 +327,14 @@ def create_app(settings: EdgeSettings, common: CommonSettings) -> Litestar:
         return _json(status, {"detail": detail}, headers)
 
     async def open_stream(request: Request[Any, Any, Any], group: str | None) -> Response[Any]:
+        header_bytes = sum(len(k) + len(v) for k, v in request.scope["headers"])
+        if header_bytes > settings.max_header_bytes:
+            return refuse(
+                431,
+                "headers_too_large",
+                f"request headers are {header_bytes} bytes; this edge accepts at most "
+                f"{settings.max_header_bytes}",
+            )
         q = request.query_params
         asset_uuid = q.get("asset_uuid")
         if not asset_uuid:

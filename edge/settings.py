@@ -43,6 +43,9 @@ class EdgeSettings(msgspec.Struct, kw_only=True, frozen=True):
     close_grace_s: float = 5.0
     #: Open streams this node accepts; beyond it new streams get 503 with Retry-After.
     max_connections: int = 20000
+    #: Largest total size of a stream request's headers (bytes); beyond it 431 JSON. The HTTP
+    #: parser (httptools) has no limit of its own, and every open stream keeps its headers.
+    max_header_bytes: int = 16384
     #: New streams per second this node accepts (token bucket, burst = 1 s); 0 = no limit.
     max_new_connections_per_s: float = 2000.0
     #: Retry-After seconds sent with a 503.
