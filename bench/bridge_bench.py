@@ -214,11 +214,7 @@ async def main() -> None:
     # The work directory (store, worker logs) is kept for a look after a failed run.
     work = Path(tempfile.mkdtemp(prefix="bridge-bench-"))
     print(f"work directory (nats-server store, worker logs): {work}")
-    cfg = local_infra.InfraConfig(
-        work_dir=str(work),
-        nats_port=local_infra.free_port(),
-        nats_monitor_port=local_infra.free_port(),
-    )
+    cfg = local_infra.private_config(work)
     nats_proc = local_infra.NatsProcess(cfg)
     nats_proc.start()
     try:

@@ -20,13 +20,7 @@ async def servers() -> AsyncIterator[tuple[str, str]]:
         yield kafka, nats_url
         return
     with tempfile.TemporaryDirectory(prefix="ofa-bench-") as work:
-        cfg = local_infra.InfraConfig(
-            work_dir=work,
-            kafka_port=local_infra.free_port(),
-            kafka_controller_port=local_infra.free_port(),
-            nats_port=local_infra.free_port(),
-            nats_monitor_port=local_infra.free_port(),
-        )
+        cfg = local_infra.private_config(work)
         state = await local_infra.up(cfg)
         try:
             yield state.kafka_bootstrap, state.nats_url

@@ -30,7 +30,7 @@ from typing import Any
 import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from compose.local_infra import InfraConfig, NatsProcess, free_port
+from compose.local_infra import NatsProcess, private_config
 from compose.simulator import Factory
 from tests.e2e.stack import Stack, cpu_seconds
 
@@ -158,9 +158,7 @@ async def baseline(
 async def run_once(args: argparse.Namespace, run: int) -> list[dict[str, Any]]:
     kafka = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
     work = Path(tempfile.mkdtemp(prefix="ofa-e2e-bench-"))
-    nats = NatsProcess(
-        InfraConfig(work_dir=str(work), nats_port=free_port(), nats_monitor_port=free_port())
-    )
+    nats = NatsProcess(private_config(work))
     nats.start()
     await nats.wait_ready()
     unique = f"b{os.getpid()}r{run}{int(time.time())}"

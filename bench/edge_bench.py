@@ -29,7 +29,7 @@ from nats.js.api import RePublish, StreamConfig
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from compose.local_infra import InfraConfig, NatsProcess, free_port  # noqa: E402
+from compose.local_infra import NatsProcess, free_port, private_config  # noqa: E402
 
 ID_RE = re.compile(rb"id: (\d+)\n")
 TS_RE = re.compile(rb'"ts":([0-9.]+)')
@@ -308,7 +308,7 @@ async def resume_run(nats_url: str, work: Path, n: int) -> tuple[float, bool]:
 async def main_async(args: argparse.Namespace) -> None:
     hard = raise_nofile()
     work = Path(tempfile.mkdtemp(prefix="edge-bench-"))
-    cfg = InfraConfig(work_dir=str(work), nats_port=free_port(), nats_monitor_port=free_port())
+    cfg = private_config(work)
     natsp = NatsProcess(cfg)
     natsp.start()
     await natsp.wait_ready()

@@ -105,6 +105,18 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def private_config(work_dir: str | os.PathLike[str]) -> InfraConfig:
+    """An :class:`InfraConfig` in ``work_dir`` with every port free: for tests and benchmarks
+    that run servers of their own beside any others."""
+    return InfraConfig(
+        work_dir=str(work_dir),
+        kafka_port=free_port(),
+        kafka_controller_port=free_port(),
+        nats_port=free_port(),
+        nats_monitor_port=free_port(),
+    )
+
+
 def port_open(port: int, host: str = "127.0.0.1") -> bool:
     """True when something accepts TCP connections on host:port."""
     with socket.socket() as s:

@@ -43,13 +43,7 @@ def infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Endpoints]:
         yield Endpoints(kafka=kafka, nats=nats_url, work_dir=None)
         return
     work = tmp_path_factory.mktemp("infra")
-    cfg = local_infra.InfraConfig(
-        work_dir=str(work),
-        kafka_port=local_infra.free_port(),
-        kafka_controller_port=local_infra.free_port(),
-        nats_port=local_infra.free_port(),
-        nats_monitor_port=local_infra.free_port(),
-    )
+    cfg = local_infra.private_config(work)
     state = asyncio.run(local_infra.up(cfg))
     try:
         yield Endpoints(kafka=state.kafka_bootstrap, nats=state.nats_url, work_dir=Path(work))
@@ -66,11 +60,7 @@ def unique() -> str:
 @pytest.fixture
 def nats_private(tmp_path: Path) -> Iterator[local_infra.NatsProcess]:
     """A nats-server of the test's own, for tests that stop or restart NATS."""
-    cfg = local_infra.InfraConfig(
-        work_dir=str(tmp_path),
-        nats_port=local_infra.free_port(),
-        nats_monitor_port=local_infra.free_port(),
-    )
+    cfg = local_infra.private_config(tmp_path)
     proc = local_infra.NatsProcess(cfg)
     proc.start()
     asyncio.run(proc.wait_ready())

@@ -37,13 +37,7 @@ def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_up_reuse_status_down(tmp_path: Path) -> None:
-    cfg = local_infra.InfraConfig(
-        work_dir=str(tmp_path),
-        kafka_port=local_infra.free_port(),
-        kafka_controller_port=local_infra.free_port(),
-        nats_port=local_infra.free_port(),
-        nats_monitor_port=local_infra.free_port(),
-    )
+    cfg = local_infra.private_config(tmp_path)
     env = _env(cfg)
     try:
         first = _cli(env, "up")
