@@ -1,1 +1,1 @@
-"""The public HTTP router: group lookup, edge choice, /asset_stream, /asset_state."""
+"""The router package: the splitter (data job) and the public HTTP router."""
