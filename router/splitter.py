@@ -615,7 +615,13 @@ class Splitter:
                 self.metrics.restore_seconds.observe(time.monotonic() - started)
             for n in sorted(mine):
                 tp = TopicPartition(self.input_topic, n)
-                committed = await consumer.committed(tp)
+                # A partition we keep: our own position is what we last committed (a cycle
+                # ends committed or stops us). The group coordinator may not return it yet:
+                # without KIP-447's stable offset fetch it answers the previous offset until
+                # the commit's markers are written, which replayed committed records as
+                # duplicates after the rebalance that often follows start-up.
+                kept = self._parts[n].next_offset if n not in new else -1
+                committed = kept if kept >= 0 else await consumer.committed(tp)
                 if committed is None:
                     await consumer.seek_to_beginning(tp)
                     self._parts[n].next_offset = -1

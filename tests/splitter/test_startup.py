@@ -30,6 +30,7 @@ from tests.splitter.support import (
     read_outputs,
     rec,
     running_splitter,
+    src_coord,
     wait_caught_up,
 )
 
@@ -84,7 +85,8 @@ async def test_group_topic_created_mid_flow_is_written_and_stays_known(
         await wait_caught_up(infra.kafka, n)
         assert not await splitter.ready_issues()
     out = await read_outputs(infra.kafka, n)
-    assert len(out) == sum(factory.seq.values())
+    # Every input record exactly once (no replay after the start-up rebalance either).
+    assert len({src_coord(r) for r in out}) == len(out) == sum(factory.seq.values())
     on_new = [r for r in out if r.topic == new_topic]
     # The move records and every later record of the moved assets went to the new topic.
     assert {r.key for r in on_new} == {a.encode() for a in moved}
@@ -143,6 +145,7 @@ async def _one_fresh_start(work: str, unique: str) -> float:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(2400)
 async def test_twenty_fresh_starts_serve_data_soon_after_ready(
     tmp_path_factory: pytest.TempPathFactory, unique: str
 ) -> None:
