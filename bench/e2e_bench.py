@@ -1,16 +1,24 @@
 """End-to-end benchmark: produce on the input topic -> event parsed by SSE clients, whole stack
-(splitter, 2 bridge workers, 2 edges, router; exactly-once on everywhere), on the Kafka named by
-KAFKA_BOOTSTRAP_SERVERS (default 127.0.0.1:9092) and a private nats-server.
+(splitter, 2 bridge workers, 2 edges, router in redirect mode; exactly-once everywhere), each
+run on a fresh Kafka (private, unless KAFKA_BOOTSTRAP_SERVERS names one), a fresh nats-server
+and a fresh stack. Issue 12, goal 1.
 
-Each record carries ``attributes.ts_ns`` (wall clock at produce time); a client computes the
-latency when it has parsed the event. Clients: ``--clients`` SSE streams over ``--assets``
-assets, split over ``--client-procs`` separate processes (raw HTTP/1.0 sockets, so the bench
-process is not the bottleneck), connected to the edges directly, which is where the router's
-redirect mode sends them. Baseline: a plain aiokafka consumer in the bench process reading the
-same records (the floor Kafka alone costs). CPU-seconds per 1k delivered events per component
-come from /proc/<pid>/stat (utime+stime) over each phase.
+Each run warms Kafka up (a batch produced and read back on a scratch topic), registers the
+assets, then measures each row (``--rows``: client counts over ``--assets`` assets at
+``--rate`` events/s): the clients connect, a warm-up phase of the stack runs at the rate, then
+the measured phase. Every record carries ``attributes.ts_ns`` (wall clock at produce time) and
+the phase; the latency is taken where the event is parsed. The Kafka-only anchor is a plain
+consumer of the input topic in the same phase of the same run; the ratios and the verdicts of
+issue 12's goal 1 are printed against it (100 clients: p50 <= 3x, p99 <= 2x; 1,000 clients:
+p99 <= 3x). CPU-seconds per component come from /proc/<pid>/stat over each phase.
 
-    .venv/bin/python -m bench.e2e_bench [--phase-s 15] [--runs 1]
+    .venv/bin/python -m bench.e2e_bench [--runs 3] [--phase-s 20] [--probe] [--openfactory-cpu]
+
+``--probe`` adds the per-hop budget (input topic, derived topics, JetStream, edge, client);
+its listeners add load, so judge the goals on a run without it. ``--openfactory-cpu`` runs the
+stack with BRIDGE_OPENFACTORY_SUBJECTS=true and =false and reports the bridge's CPU-s per 1k
+events for each. Every wait is bounded and ``--run-timeout-s`` caps each run; on SIGTERM,
+Ctrl-C or a timeout every process started here is stopped.
 """
 
 from __future__ import annotations
@@ -18,95 +26,93 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import os
-import re
-import statistics
+import signal
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import msgspec
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 
-from compose.local_infra import NatsProcess, private_config
+from bench.e2e_clients import ClientPool
+from bench.e2e_probe import Listeners
+from bench.e2e_report import (
+    RowResult,
+    machine_lines,
+    print_budget,
+    print_cpu,
+    print_openfactory,
+    print_rows,
+    verdict_lines,
+)
+from compose.local_infra import KafkaProcess, NatsProcess, kafka_stop, private_config
 from compose.simulator import Factory
+from ofa_contract.layout import Layout
 from tests.e2e.stack import Stack, cpu_seconds
+from tests.support.kafka import consume_all, create_topics, list_topics, produce
+from tests.support.wait import wait_until
 
-LADDER = (1000, 2000, 3000, 5000)  # events/s; 1k and 5k are the goals' rates
-_TS = re.compile(rb'"ts_ns":(\d+),"ph":(\d+)')
-
-
-# ------------------------------------------------------------------ client process
-
-
-async def _client(url: str, lat: dict[int, list[float]], ready: list[int]) -> None:
-    host, _, rest = url.removeprefix("http://").partition("/")
-    h, _, port = host.partition(":")
-    reader, writer = await asyncio.open_connection(h, int(port), limit=1 << 20)
-    writer.write(
-        f"GET /{rest} HTTP/1.0\r\nHost: {host}\r\nAccept: text/event-stream\r\n\r\n".encode()
-    )
-    await writer.drain()
-    head = await reader.readuntil(b"\r\n\r\n")
-    if b" 200 " not in head.split(b"\r\n", 1)[0]:
-        raise RuntimeError(f"{url}: {head[:200]!r}")
-    buf = b""
-    live = False
-    while True:
-        data = await reader.read(65536)
-        if not data:
-            return
-        now = time.time_ns()
-        buf += data
-        if not live and b"retry:" in buf:
-            live = True
-            ready[0] += 1
-        cut = buf.rfind(b"\n\n")
-        if cut < 0:
-            continue
-        block, buf = buf[: cut + 2], buf[cut + 2 :]
-        for m in _TS.finditer(block):
-            lat.setdefault(int(m.group(2)), []).append((now - int(m.group(1))) / 1e6)
+WARM_BATCH = 5000  # records produced and read back to warm Kafka up before anything is timed
+SSE_PROBE_ASSETS = 10  # assets the in-process "edge" hop reads (1 stream each)
 
 
-async def client_main(urls: list[str]) -> None:
-    lat: dict[int, list[float]] = {}
-    ready = [0]
-    tasks = []
-    for u in urls:
-        tasks.append(asyncio.create_task(_client(u, lat, ready)))
-        if len(tasks) % 50 == 0:
-            await asyncio.sleep(0.05)  # stay under the edges' new-connection rate limit
-    while ready[0] < len(urls):
-        for t in tasks:
-            if t.done() and t.exception():
-                raise t.exception()  # type: ignore[misc]
-        await asyncio.sleep(0.1)
-    sys.stdout.write("READY\n")
-    sys.stdout.flush()
-    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
-    for t in tasks:
-        t.cancel()
-    sys.stdout.write(msgspec.json.encode({str(k): v for k, v in lat.items()}).decode() + "\n")
-    sys.stdout.flush()
+class Bench(msgspec.Struct, kw_only=True, frozen=True):
+    """The options of one invocation."""
+
+    rows: list[int]
+    assets: int
+    rate: int
+    client_procs: int
+    phase_s: float
+    warmup_s: float
+    tail_s: float
+    probe: bool
 
 
-# ------------------------------------------------------------------ bench process
+# ------------------------------------------------------------------ infrastructure
 
 
-def pct(xs: list[float], q: float) -> float:
-    if not xs:
-        return float("nan")
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(q * len(xs)))]
+@contextlib.asynccontextmanager
+async def infra(work: Path) -> AsyncIterator[tuple[str, NatsProcess, dict[str, int]]]:
+    """(kafka bootstrap, nats, pids of servers started here): a fresh nats-server, and a fresh
+    private Kafka unless KAFKA_BOOTSTRAP_SERVERS is set."""
+    cfg = private_config(work)
+    kafka_env = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    kafka = None if kafka_env else KafkaProcess(cfg)
+    nats = NatsProcess(cfg)
+    try:
+        if kafka is not None:
+            await asyncio.to_thread(kafka.start)
+            await kafka.wait_ready()
+        nats.start()
+        await nats.wait_ready()
+        pids = {"nats-server": nats.pid or 0} | ({"kafka": kafka.pid or 0} if kafka else {})
+        yield (kafka.bootstrap if kafka else kafka_env or ""), nats, pids
+    finally:
+        await asyncio.to_thread(nats.stop)
+        if kafka is not None:
+            await asyncio.to_thread(kafka_stop, kafka.pid)
+
+
+async def warm_kafka(kafka: str, topic: str, partitions: int) -> None:
+    """Produce a batch and read it back, so the first measured records do not pay for cold
+    connections, metadata, log segments and the JIT."""
+    await create_topics(kafka, [topic], partitions)
+    await produce(kafka, topic, ((b"k%d" % (i % 100), b"x" * 300, []) for i in range(WARM_BATCH)))
+    got = await consume_all(kafka, [topic], expect=WARM_BATCH, timeout=60)
+    if len(got) < WARM_BATCH:
+        raise RuntimeError(f"Kafka warm-up read {len(got)} of {WARM_BATCH} records")
 
 
 async def produce_phase(
     producer: AIOKafkaProducer, topic: str, assets: list[str], rate: int, secs: float, ph: int
 ) -> int:
-    """Send ``rate`` records/s for ``secs`` seconds (bounded by count and time)."""
+    """Send ``rate`` records/s, assets in turn, for ``secs`` seconds (bounded by count and
+    time); return how many were sent."""
     total = int(rate * secs)
     sent = 0
     start = time.monotonic()
@@ -114,16 +120,9 @@ async def produce_phase(
     while sent < total and time.monotonic() - start < secs + 10:
         due = min(total, int((time.monotonic() - start) * rate) + 1)
         while sent < due:
-            a = assets[sent % len(assets)]
-            v = (
-                b'{"ID":"bench","VALUE":%d,"TAG":"Bench","TYPE":"Samples","attributes":{"ts_ns":%d,"ph":%d}}'
-                % (
-                    sent,
-                    time.time_ns(),
-                    ph,
-                )
-            )
-            futs.append(await producer.send(topic, v, key=a.encode()))
+            v = b'{"ID":"bench","VALUE":%d,"TAG":"Bench","TYPE":"Samples","attributes":' % sent
+            v += b'{"ts_ns":%d,"ph":%d}}' % (time.time_ns(), ph)
+            futs.append(await producer.send(topic, v, key=assets[sent % len(assets)].encode()))
             sent += 1
         if len(futs) > 5000:
             await asyncio.gather(*futs)
@@ -133,181 +132,202 @@ async def produce_phase(
     return sent
 
 
-async def baseline(
-    kafka: str, topic: str, partitions: int, lat: dict[int, list[float]], stop: asyncio.Event
-) -> None:
-    c = AIOKafkaConsumer(bootstrap_servers=kafka, enable_auto_commit=False)
-    await c.start()
+# ------------------------------------------------------------------ one row, one run
+
+
+class _NoDeprecation(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "is deprecated" not in record.getMessage()
+
+
+def stack_layout(stack: Stack) -> Layout:
+    """The names the stack's processes use, read from their environment as they read it (the
+    processes already warn about old variable names; the bench does not repeat it)."""
+    merged: dict[str, str] = {}
+    for c in stack.children:
+        merged.update(c.env)
+    quiet = _NoDeprecation()
+    settings_log = logging.getLogger("ofa_serving.contract.settings")
+    settings_log.addFilter(quiet)
     try:
-        parts = [TopicPartition(topic, p) for p in range(partitions)]
-        c.assign(parts)
-        await c.seek_to_end(*parts)
-        while not stop.is_set():
-            batch = await c.getmany(timeout_ms=100)
-            now = time.time_ns()
-            for recs in batch.values():
-                for r in recs:
-                    m = _TS.search(r.value or b"")
-                    if m:
-                        lat.setdefault(int(m.group(2)), []).append((now - int(m.group(1))) / 1e6)
+        return Layout.from_env(merged)
     finally:
-        with contextlib.suppress(asyncio.CancelledError):  # aiokafka's group-less stop quirk
-            await c.stop()
+        settings_log.removeFilter(quiet)
 
 
-async def run_once(args: argparse.Namespace, run: int) -> list[dict[str, Any]]:
-    kafka = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
-    work = Path(tempfile.mkdtemp(prefix="ofa-e2e-bench-"))
-    nats = NatsProcess(private_config(work))
-    nats.start()
-    await nats.wait_ready()
-    unique = f"b{os.getpid()}r{run}{int(time.time())}"
-    stack = Stack(kafka, nats, unique, work / "logs", router_mode="redirect")
-    procs: list[asyncio.subprocess.Process] = []
-    rows = []
+async def start_listeners(b: Bench, stack: Stack, urls: list[str]) -> Listeners:
+    """The Kafka-only anchor, plus the other hops with --probe."""
+    ls = Listeners()
     try:
-        await stack.start()
-        factory = Factory(args.assets, 4, prefix="BENCH", helpers=False)
-        producer = AIOKafkaProducer(
-            bootstrap_servers=kafka, acks="all", enable_idempotence=True, linger_ms=1
-        )
-        await producer.start()
-        for rec in factory.registration():
-            await producer.send_and_wait(stack.input_topic, rec.value, key=rec.key.encode())
-        # wait until the assets' groups reached the edges' stream: one warm-up record each
-        await asyncio.sleep(3)
-        edges = stack.edge_urls
-        urls = [
-            f"{edges[i % len(edges)]}/asset_stream?asset_uuid={factory.assets[i % args.assets]}"
-            for i in range(args.clients)
-        ]
-        per = (len(urls) + args.client_procs - 1) // args.client_procs
-        for i in range(args.client_procs):
-            p = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "bench.e2e_bench",
-                "client",
-                *urls[i * per : (i + 1) * per],
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                limit=1 << 28,
-            )
-            procs.append(p)
-        for p in procs:
-            assert p.stdout is not None
-            line = await asyncio.wait_for(p.stdout.readline(), 120)
-            assert line.strip() == b"READY", line
-        base: dict[int, list[float]] = {}
-        stop = asyncio.Event()
-        btask = asyncio.create_task(
-            baseline(kafka, stack.input_topic, stack.input_partitions, base, stop)
-        )
-        await asyncio.sleep(1)
-        pids = {n: stack.pid(n) for n in stack.names()} | {"nats-server": nats.pid or 0}
-        phases = []
-        for ph, rate in enumerate(LADDER, 1):
+        await ls.add_kafka("input topic", stack.kafka, [stack.input_topic])
+        if b.probe:
+            layout = stack_layout(stack)
+            derived = await list_topics(stack.kafka, layout.group_topic_prefix)
+            await ls.add_kafka("derived topic", stack.kafka, derived)
+            await ls.add_nats("JetStream", stack.nats.url, layout.live_republish())
+            await ls.add_sse("edge", urls[:SSE_PROBE_ASSETS], 60)
+    except BaseException:
+        await ls.stop()
+        raise
+    return ls
+
+
+async def measure_row(
+    b: Bench, stack: Stack, producer: AIOKafkaProducer, factory: Factory, ph: int, clients: int,
+    pids: dict[str, int],
+) -> RowResult:  # fmt: skip
+    """Connect ``clients`` clients, warm the stack up at the rate, then measure one phase."""
+    edges = stack.edge_urls
+    urls = [
+        f"{edges[i % len(edges)]}/asset_stream?asset_uuid={factory.assets[i % b.assets]}"
+        for i in range(clients)
+    ]
+    pool = ClientPool(urls, b.client_procs)
+    try:
+        await pool.start()
+        await produce_phase(producer, stack.input_topic, factory.assets, b.rate, b.warmup_s, 0)
+        ls = await start_listeners(b, stack, urls)
+        try:
             cpu0 = {n: cpu_seconds(p) for n, p in pids.items()}
             t0 = time.monotonic()
             sent = await produce_phase(
-                producer, stack.input_topic, factory.assets, rate, args.phase_s, ph
+                producer, stack.input_topic, factory.assets, b.rate, b.phase_s, ph
             )
             elapsed = time.monotonic() - t0
-            await asyncio.sleep(2)  # let the tail arrive before reading CPU
-            cpu1 = {n: cpu_seconds(p) for n, p in pids.items()}
-            phases.append((ph, rate, sent, elapsed, {n: cpu1[n] - cpu0[n] for n in pids}))
-        await asyncio.sleep(2)
-        stop.set()
-        await btask
-        lat: dict[int, list[float]] = {}
-        for p in procs:
-            assert p.stdin is not None and p.stdout is not None
-            p.stdin.write(b"\n")
-            await p.stdin.drain()
-            got = msgspec.json.decode(await asyncio.wait_for(p.stdout.readline(), 120))
-            for k, v in got.items():
-                lat.setdefault(int(k), []).extend(v)
-        await producer.stop()
-        for ph, rate, sent, elapsed, cpu in phases:
-            xs, bs = lat.get(ph, []), base.get(ph, [])
-            expected = sent * args.clients // args.assets
-            rows.append(
-                {
-                    "rate": rate,
-                    "achieved": sent / elapsed,
-                    "delivered": len(xs),
-                    "expected": expected,
-                    "p50": pct(xs, 0.5),
-                    "p99": pct(xs, 0.99),
-                    "max": max(xs, default=float("nan")),
-                    "b50": pct(bs, 0.5),
-                    "b99": pct(bs, 0.99),
-                    "cpu": {n: c / max(len(xs), 1) * 1000 for n, c in cpu.items()},
-                }
-            )
+            await asyncio.sleep(b.tail_s)  # the tail of the phase reaches the clients
+            cpu = {n: cpu_seconds(p) - cpu0[n] for n, p in pids.items()}
+        finally:
+            await ls.stop()
+        hops = {h: lat.get(ph, []) for h, lat in ls.hops.items()}
+        hops["client"] = (await pool.collect()).get(ph, [])
     finally:
-        for p in procs:
-            with contextlib.suppress(ProcessLookupError):
-                p.kill()
-            await p.wait()
-        await stack.stop()
-        nats.stop()
-    return rows
+        await pool.stop()
+    return RowResult(
+        clients=clients, assets=b.assets, sent=sent, elapsed_s=elapsed, hops=hops, cpu=cpu
+    )
 
 
-def main() -> None:
-    if len(sys.argv) > 1 and sys.argv[1] == "client":
-        asyncio.run(client_main(sys.argv[2:]))
+async def run_once(b: Bench, run: int, env: dict[str, str]) -> list[RowResult]:
+    """One fresh start: servers, Kafka warm-up, stack, then every row."""
+    work = Path(tempfile.mkdtemp(prefix="ofa-e2e-bench-"))
+    unique = f"b{os.getpid()}r{run}{int(time.time())}"
+    async with infra(work) as (kafka, nats, server_pids):
+        await warm_kafka(kafka, f"t_e2e_warm_{unique}", 6)
+        stack = Stack(kafka, nats, unique, work / "logs", router_mode="redirect", env=env)
+        producer = AIOKafkaProducer(
+            bootstrap_servers=kafka, acks="all", enable_idempotence=True, linger_ms=1
+        )
+        try:
+            await stack.start()
+            await producer.start()
+            factory = Factory(b.assets, 4, prefix="BENCH", helpers=False)
+            for rec in factory.registration():
+                await producer.send_and_wait(stack.input_topic, rec.value, key=rec.key.encode())
+            prefix = stack_layout(stack).group_topic_prefix
+
+            async def derived() -> list[str]:
+                return await list_topics(kafka, prefix)
+
+            topics: list[str] = await wait_until(derived, timeout=60, what="the derived topics")
+            print(f"  run {run + 1}: stack ready, {len(topics)} derived topics", flush=True)
+            pids = stack.pids() | server_pids
+            return [
+                await measure_row(b, stack, producer, factory, i, n, pids)
+                for i, n in enumerate(b.rows, 1)
+            ]
+        finally:
+            await producer.stop()
+            await stack.stop()
+
+
+# ------------------------------------------------------------------ command line
+
+
+def bridge_knows_openfactory_subjects() -> bool:
+    """Whether this checkout's bridge reads BRIDGE_OPENFACTORY_SUBJECTS."""
+    from bridge.settings import BridgeSettings
+
+    return "openfactory_subjects" in {f.name for f in msgspec.structs.fields(BridgeSettings)}
+
+
+async def runs(b: Bench, n: int, timeout: float, env: dict[str, str]) -> list[list[RowResult]]:
+    """``n`` fresh runs, each capped at ``timeout`` seconds."""
+    out = []
+    for r in range(n):
+        async with asyncio.timeout(timeout):
+            out.append(await run_once(b, r, env))
+        print(f"  run {r + 1}/{n} done", flush=True)
+    return out
+
+
+async def main_async(b: Bench, args: argparse.Namespace) -> None:
+    """Every requested measurement; SIGTERM and Ctrl-C cancel it (and clean up)."""
+    task = asyncio.current_task()
+    assert task is not None
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, task.cancel)
+    print("\n".join(machine_lines(sys.argv[1:])), flush=True)
+    if args.openfactory_cpu:
+        of = {
+            on: [rs[0] for rs in await runs(b, args.runs, args.run_timeout_s, of_env(on))]
+            for on in (True, False)
+        }
+        print_openfactory(of, bridge_knows_openfactory_subjects())
         return
+    results = await runs(b, args.runs, args.run_timeout_s, {})
+    rows = {n: [rs[i] for rs in results] for i, n in enumerate(b.rows)}
+    print_rows(rows, b.rate)
+    print("\n" + "\n".join(verdict_lines(rows)))
+    if b.probe:
+        print_budget(rows)
+    print_cpu(rows)
+
+
+def of_env(on: bool) -> dict[str, str]:
+    return {"BRIDGE_OPENFACTORY_SUBJECTS": "true" if on else "false"}
+
+
+def parse() -> tuple[Bench, argparse.Namespace]:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--clients", type=int, default=1000)
+    ap.add_argument("--rows", default="100,1000", help="client counts, one row each")
     ap.add_argument("--assets", type=int, default=100)
+    ap.add_argument("--rate", type=int, default=1000, help="events/s on the input topic")
     ap.add_argument("--client-procs", type=int, default=2)
-    ap.add_argument("--phase-s", type=float, default=15.0)
-    ap.add_argument("--runs", type=int, default=1)
-    args = ap.parse_args()
-    runs = [asyncio.run(run_once(args, r)) for r in range(args.runs)]
-    print(
-        f"\n{args.clients} clients over {args.assets} assets in {args.client_procs} "
-        "client processes, "
-        f"{args.phase_s:.0f} s per rate, median of {args.runs} run(s); latency in ms"
+    ap.add_argument("--phase-s", type=float, default=20.0, help="measured seconds per row")
+    ap.add_argument("--warmup-s", type=float, default=5.0, help="warm-up seconds per row")
+    ap.add_argument("--tail-s", type=float, default=3.0, help="wait for the tail per row")
+    ap.add_argument("--runs", type=int, default=3, help="fresh starts; medians and min-max")
+    ap.add_argument("--run-timeout-s", type=float, default=900.0, help="cap per run")
+    ap.add_argument("--probe", action="store_true", help="per-hop budget")
+    ap.add_argument(
+        "--openfactory-cpu",
+        action="store_true",
+        help="bridge CPU with BRIDGE_OPENFACTORY_SUBJECTS=true vs false (first row only)",
     )
-    print(
-        "rate/s  achieved  delivered/expected   p50    p99     max  "
-        "| kafka-only p50   p99 | ratio p50 p99"
+    a = ap.parse_args()
+    rows = [int(x) for x in a.rows.split(",") if x.strip()]
+    if a.openfactory_cpu:
+        rows = rows[:1]
+    b = Bench(
+        rows=rows,
+        assets=a.assets,
+        rate=a.rate,
+        client_procs=a.client_procs,
+        phase_s=a.phase_s,
+        warmup_s=a.warmup_s,
+        tail_s=a.tail_s,
+        probe=a.probe,
     )
-    for i, rate in enumerate(LADDER):
-        rs = [r[i] for r in runs]
+    return b, a
 
-        def md(k: str, rs: list[dict[str, Any]] = rs) -> float:
-            return float(statistics.median(r[k] for r in rs))
 
-        print(
-            f"{rate:6d} {md('achieved'):9.0f} {md('delivered'):10.0f}/{md('expected'):<8.0f} "
-            f"{md('p50'):6.1f} {md('p99'):6.1f} {md('max'):7.1f} | "
-            f"{md('b50'):14.1f} {md('b99'):5.1f} | "
-            f"{md('p50') / md('b50'):8.1f} {md('p99') / md('b99'):5.1f}"
-        )
-    ok = [
-        rate
-        for i, rate in enumerate(LADDER)
-        if statistics.median(r[i]["p99"] for r in runs) <= 100
-        and statistics.median(r[i]["delivered"] / max(r[i]["expected"], 1) for r in runs) >= 0.99
-    ]
-    print(
-        f"highest rate of the ladder {LADDER} with p99 <= 100 ms (and >= 99% delivered): "
-        f"{max(ok) if ok else 'none'}"
-    )
-    print("\nCPU-seconds per 1k delivered events:")
-    names = list(runs[0][0]["cpu"])
-    print("rate/s  " + " ".join(f"{n:>11s}" for n in names))
-    for i, rate in enumerate(LADDER):
-        print(
-            f"{rate:6d}  "
-            + " ".join(f"{statistics.median(r[i]['cpu'][n] for r in runs):11.3f}" for n in names)
-        )
+def main() -> None:
+    b, args = parse()
+    with contextlib.suppress(asyncio.CancelledError):
+        asyncio.run(main_async(b, args))
 
 
 if __name__ == "__main__":
