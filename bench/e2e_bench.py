@@ -230,7 +230,7 @@ async def run_once(b: Bench, run: int, env: dict[str, str]) -> list[RowResult]:
 
             topics: list[str] = await wait_until(derived, timeout=60, what="the derived topics")
             print(f"  run {run + 1}: stack ready, {len(topics)} derived topics", flush=True)
-            pids = stack.pids() | server_pids
+            pids = stack.pids() | server_pids | {"bench": os.getpid()}
             return [
                 await measure_row(b, stack, producer, factory, i, n, pids)
                 for i, n in enumerate(b.rows, 1)
@@ -250,13 +250,18 @@ def bridge_knows_openfactory_subjects() -> bool:
     return "openfactory_subjects" in {f.name for f in msgspec.structs.fields(BridgeSettings)}
 
 
-async def runs(b: Bench, n: int, timeout: float, env: dict[str, str]) -> list[list[RowResult]]:
-    """``n`` fresh runs, each capped at ``timeout`` seconds."""
-    out = []
+async def runs(
+    b: Bench, n: int, timeout: float, envs: list[dict[str, str]]
+) -> list[list[list[RowResult]]]:
+    """``n`` rounds of fresh runs, one per environment in ``envs`` (interleaved, so a drift of
+    the machine's load hits every variant alike), each run capped at ``timeout`` seconds;
+    result[variant][run][row]."""
+    out: list[list[list[RowResult]]] = [[] for _ in envs]
     for r in range(n):
-        async with asyncio.timeout(timeout):
-            out.append(await run_once(b, r, env))
-        print(f"  run {r + 1}/{n} done", flush=True)
+        for v, env in enumerate(envs):
+            async with asyncio.timeout(timeout):
+                out[v].append(await run_once(b, r, env))
+            print(f"  run {r + 1}/{n} done" + (f" ({env})" if env else ""), flush=True)
     return out
 
 
@@ -269,13 +274,11 @@ async def main_async(b: Bench, args: argparse.Namespace) -> None:
         loop.add_signal_handler(sig, task.cancel)
     print("\n".join(machine_lines(sys.argv[1:])), flush=True)
     if args.openfactory_cpu:
-        of = {
-            on: [rs[0] for rs in await runs(b, args.runs, args.run_timeout_s, of_env(on))]
-            for on in (True, False)
-        }
+        variants = await runs(b, args.runs, args.run_timeout_s, [of_env(True), of_env(False)])
+        of = {on: [rs[0] for rs in v] for on, v in zip((True, False), variants, strict=True)}
         print_openfactory(of, bridge_knows_openfactory_subjects())
         return
-    results = await runs(b, args.runs, args.run_timeout_s, {})
+    (results,) = await runs(b, args.runs, args.run_timeout_s, [{}])
     rows = {n: [rs[i] for rs in results] for i, n in enumerate(b.rows)}
     print_rows(rows, b.rate)
     print("\n" + "\n".join(verdict_lines(rows)))
@@ -326,8 +329,12 @@ def parse() -> tuple[Bench, argparse.Namespace]:
 
 def main() -> None:
     b, args = parse()
-    with contextlib.suppress(asyncio.CancelledError):
+    try:
         asyncio.run(main_async(b, args))
+    except asyncio.CancelledError:
+        sys.exit("stopped by a signal; every process started here was stopped")
+    except TimeoutError:
+        sys.exit(f"a run took longer than --run-timeout-s {args.run_timeout_s:g}; stopped")
 
 
 if __name__ == "__main__":
