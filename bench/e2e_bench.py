@@ -38,7 +38,7 @@ from pathlib import Path
 import msgspec
 from aiokafka import AIOKafkaProducer
 
-from bench.e2e_clients import ClientPool
+from bench.e2e_clients import ClientPool, expected_deliveries
 from bench.e2e_probe import Listeners
 from bench.e2e_report import (
     RowResult,
@@ -172,6 +172,20 @@ async def start_listeners(b: Bench, stack: Stack, urls: list[str]) -> Listeners:
     return ls
 
 
+async def wait_for_tail(pool: ClientPool, ph: int, expected: int, bound: float) -> bool:
+    """Wait until the clients received every event of the phase, at most ``bound`` seconds (a
+    shortfall shows in the "delivered" column); return whether they did."""
+
+    async def complete() -> bool:
+        return await pool.count(ph) >= expected
+
+    try:
+        done: bool = await wait_until(complete, timeout=bound, interval=0.2, what="the tail")
+    except AssertionError:
+        return False
+    return done
+
+
 async def measure_row(
     b: Bench, stack: Stack, producer: AIOKafkaProducer, factory: Factory, ph: int, clients: int,
     pids: dict[str, int],
@@ -194,7 +208,7 @@ async def measure_row(
                 producer, stack.input_topic, factory.assets, b.rate, b.phase_s, ph
             )
             elapsed = time.monotonic() - t0
-            await asyncio.sleep(b.tail_s)  # the tail of the phase reaches the clients
+            await wait_for_tail(pool, ph, expected_deliveries(sent, clients, b.assets), b.tail_s)
             cpu = {n: cpu_seconds(p) - cpu0[n] for n, p in pids.items()}
         finally:
             await ls.stop()
@@ -301,7 +315,9 @@ def parse() -> tuple[Bench, argparse.Namespace]:
     ap.add_argument("--client-procs", type=int, default=2)
     ap.add_argument("--phase-s", type=float, default=20.0, help="measured seconds per row")
     ap.add_argument("--warmup-s", type=float, default=5.0, help="warm-up seconds per row")
-    ap.add_argument("--tail-s", type=float, default=3.0, help="wait for the tail per row")
+    ap.add_argument(
+        "--tail-s", type=float, default=15.0, help="max wait for the last events per row"
+    )
     ap.add_argument("--runs", type=int, default=3, help="fresh starts; medians and min-max")
     ap.add_argument("--run-timeout-s", type=float, default=900.0, help="cap per run")
     ap.add_argument("--probe", action="store_true", help="per-hop budget")

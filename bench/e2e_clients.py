@@ -100,15 +100,28 @@ async def close_clients(tasks: list[asyncio.Task[None]]) -> None:
 
 
 async def client_main(urls: list[str]) -> None:
-    """The client process: open, say READY, wait for a line on stdin, report, exit."""
+    """The client process: open, say READY, then answer stdin lines: ``count <phase>`` with
+    the events received so far in that phase, an empty line with every latency (then exit)."""
     lat: Latencies = {}
     tasks = await open_clients(urls, lat, READY_TIMEOUT_S)
     sys.stdout.write("READY\n")
     sys.stdout.flush()
-    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+    loop = asyncio.get_running_loop()
+    while (line := await loop.run_in_executor(None, sys.stdin.readline)).startswith("count "):
+        sys.stdout.write(f"{len(lat.get(int(line.split()[1]), []))}\n")
+        sys.stdout.flush()
     await close_clients(tasks)
     sys.stdout.write(msgspec.json.encode({str(k): v for k, v in lat.items()}).decode() + "\n")
     sys.stdout.flush()
+
+
+def expected_deliveries(sent: int, clients: int, assets: int) -> int:
+    """Events the clients of a phase should receive when ``sent`` records went to the assets in
+    turn and client ``i`` reads asset ``i % assets``."""
+    if assets <= 0:
+        return 0
+    per_asset = [sent // assets + (1 if a < sent % assets else 0) for a in range(assets)]
+    return sum(per_asset[i % assets] for i in range(clients))
 
 
 class ClientPool:
@@ -138,6 +151,16 @@ class ClientPool:
             line = await asyncio.wait_for(p.stdout.readline(), READY_TIMEOUT_S + 10)
             if line.strip() != b"READY":
                 raise RuntimeError(f"a client process failed to open its streams: {line!r}")
+
+    async def count(self, phase: int) -> int:
+        """Events of ``phase`` the clients have received so far."""
+        total = 0
+        for p in self._procs:
+            assert p.stdin is not None and p.stdout is not None
+            p.stdin.write(b"count %d\n" % phase)
+            await p.stdin.drain()
+            total += int(await asyncio.wait_for(p.stdout.readline(), REPORT_TIMEOUT_S))
+        return total
 
     async def collect(self) -> Latencies:
         """Ask every process for its latencies (it exits after answering)."""

@@ -15,6 +15,7 @@ from pathlib import Path
 import msgspec
 
 from bench.common import median, percentile, print_table
+from bench.e2e_clients import expected_deliveries
 from bench.e2e_probe import budget_rows
 
 #: Goal per client count: (max p50 ratio, max p99 ratio) to the Kafka-only anchor; None = free.
@@ -36,7 +37,7 @@ class RowResult(msgspec.Struct, kw_only=True):
     @property
     def expected(self) -> int:
         """Deliveries the clients should see: each asset's events times its clients."""
-        return self.sent * self.clients // max(self.assets, 1)
+        return expected_deliveries(self.sent, self.clients, self.assets)
 
     def p(self, hop: str, q: float) -> float:
         return percentile(self.hops.get(hop, []), q)

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from bench.e2e_clients import Latencies, record_latencies
+from bench.e2e_clients import Latencies, expected_deliveries, record_latencies
 from bench.e2e_probe import budget_rows
 from bench.e2e_report import RowResult, spread, verdict_lines
 
@@ -57,3 +57,10 @@ def test_spread_is_median_and_range_of_runs() -> None:
     assert spread([3.0, 1.0, 2.0]) == "2.0 [1.0-3.0]"
     assert spread([5.0]) == "5.0"
     assert spread([]) == "-"
+
+
+def test_expected_deliveries_counts_each_clients_asset() -> None:
+    # 5 records over 2 assets: asset 0 gets 3, asset 1 gets 2; 3 clients read assets 0, 1, 0.
+    assert expected_deliveries(5, 3, 2) == 3 + 2 + 3
+    assert expected_deliveries(1000, 1000, 100) == 10 * 1000
+    assert expected_deliveries(5, 3, 0) == 0
