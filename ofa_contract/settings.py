@@ -39,6 +39,8 @@ NonEmptyStr = Annotated[str, msgspec.Meta(min_length=1)]
 Seconds = Annotated[float, msgspec.Meta(gt=0)]
 #: A duration in seconds, >= 0 (0 usually means "off").
 NonNegativeSeconds = Annotated[float, msgspec.Meta(ge=0)]
+#: A rate or other real number > 0.
+PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
 #: A rate or other real number >= 0.
 NonNegativeFloat = Annotated[float, msgspec.Meta(ge=0)]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
