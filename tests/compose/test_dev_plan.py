@@ -144,3 +144,13 @@ async def test_ready_polls_log_no_access_lines(capsys: pytest.CaptureFixture[str
     assert "ready  edge-1" in out.out
     assert "HTTP Request" not in out.err + out.out
     assert "503" not in out.err + out.out
+
+
+def test_environment_reference_covers_every_process_and_the_shared_names() -> None:
+    from compose import envdoc
+
+    text = envdoc.render()
+    for var in ("DEV_ROUTER_PORT", "DEV_NAMESPACE", "SIM_RATE", "STREAM_NAME", "OFA_NAMESPACE"):
+        assert f"`{var}`" in text, var
+    assert "| `EDGE_STREAM` | `STREAM_NAME` |" in text  # deprecated names listed
+    assert text.count("| `INPUT_TOPIC` |") == 1  # read by two Structs, documented once
