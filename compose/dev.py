@@ -8,8 +8,10 @@ are stopped too when this command started them (not when they were already runni
 ``--keep-infra``).
 
 With ``KAFKA_BOOTSTRAP_SERVERS`` and ``NATS_URL`` both set, those servers are used instead of
-local ones. ``DEV_NAMESPACE`` prefixes every Kafka topic and consumer group, so that several
-stacks can share one Kafka.
+local ones. Your own settings (``SPLIT_*``, ``EDGE_*``, ``ROUTER_*``, layout names...) reach
+the components; dev sets only the servers, ports and ids (from ``DEV_*``) and lists in its banner
+any variable of yours it overrode. ``DEV_NAMESPACE`` prefixes every topic, consumer group,
+stream, bucket and subject, so that several stacks can share one Kafka and one NATS.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from ofa_contract.settings import (
     Seconds,
     env_var,
     from_env,
+    settings_help,
 )
 
 log = get_logger("dev")
@@ -458,7 +461,7 @@ def main(argv: list[str]) -> int:
     defaults = from_env(DevSettings)
     p = argparse.ArgumentParser(
         prog="ofa-serving dev",
-        description=__doc__,
+        description=settings_help(DevSettings, __doc__ or ""),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--port", type=int, default=defaults.router_port, help="router port")

@@ -33,6 +33,7 @@ from ofa_contract.settings import (
     PositiveFloat,
     PositiveInt,
     from_env,
+    settings_help,
 )
 
 log = logging.getLogger("ofa_serving.simulator")
@@ -302,7 +303,7 @@ def main(argv: list[str]) -> int:
     defaults = from_env(SimulateSettings)
     p = argparse.ArgumentParser(
         prog="ofa-serving simulate",
-        description=__doc__,
+        description=settings_help(SimulateSettings, __doc__ or ""),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--assets", type=int, default=defaults.assets)

@@ -184,6 +184,16 @@ def describe(cls: type[msgspec.Struct], prefix: str | None = None) -> list[tuple
     return rows
 
 
+def settings_help(cls: type[msgspec.Struct], what: str = "") -> str:
+    """The one ``--help`` text style for a process's settings (use with argparse's
+    ``RawDescriptionHelpFormatter``): what it is, then every variable with its default."""
+    prefix = env_prefix(cls)
+    head = f"{what}\n\n" if what else ""
+    rows = "\n".join(f"  {var} (default {default})" for var, default, _ in describe(cls))
+    where = f"{prefix}* variables" if prefix else "variables"
+    return f"{head}Settings come from {where} (see compose/ENVIRONMENT.md):\n{rows}"
+
+
 def deprecated_aliases(cls: type[msgspec.Struct]) -> dict[str, str]:
     """old variable -> new variable, for documentation."""
     aliases: dict[str, tuple[str, ...]] = getattr(cls, "env_aliases", {})
