@@ -5,6 +5,11 @@ the same transaction as its outputs. Reading it ``read_committed`` from the begi
 following it gives exactly the table the splitter has committed, with no query per request; an
 asset that moves to another group is seen as soon as the splitter commits the move. The same
 consumer follows the compacted ``groups`` topic (GroupAnnouncement) for /groups.
+
+An asset whose records are on several input partitions (OpenFactory's gateway producer partitions
+by CRC32, its other producers by murmur2) has an entry in several changelog partitions, and the
+partitions are read in no particular order: the entry with the latest ``updated_ms`` wins, so the
+index names the group the splitter moved the asset to last.
 """
 
 from __future__ import annotations
@@ -34,6 +39,8 @@ class GroupIndex:
         self.changelog_topic = changelog_topic
         self.groups_topic = groups_topic
         self._assets: dict[str, str] = {}
+        #: asset -> (updated_ms, changelog partition) of the entry in ``_assets``.
+        self._stamps: dict[str, tuple[int, int]] = {}
         self._groups: dict[str, GroupAnnouncement] = {}
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
@@ -176,7 +183,7 @@ class GroupIndex:
                 changed = False
                 for recs in batch.values():
                     for rec in recs:
-                        changed |= self._apply(rec.topic, rec.key, rec.value)
+                        changed |= self._apply(rec.topic, rec.key, rec.value, rec.partition)
                 if changed:
                     async with self.changed:
                         self.changed.notify_all()
@@ -189,7 +196,9 @@ class GroupIndex:
                 log.warning("group index read failed: %s", self.last_error)
                 await asyncio.sleep(1.0)
 
-    def _apply(self, topic: str, key: bytes | None, value: bytes | None) -> bool:
+    def _apply(
+        self, topic: str, key: bytes | None, value: bytes | None, partition: int = 0
+    ) -> bool:
         """Apply one compacted record; a tombstone removes the key. Returns True on change."""
         self.records += 1
         if key is None:
@@ -198,12 +207,7 @@ class GroupIndex:
         name = key.decode("utf-8", "replace")
         try:
             if topic == self.changelog_topic:
-                if value is None:
-                    return self._assets.pop(name, None) is not None
-                group = msgspec.json.decode(value, type=AssetGroup).group
-                old = self._assets.get(name)
-                self._assets[name] = group
-                return old != group
+                return self._apply_asset(name, value, partition)
             if value is None:
                 return self._groups.pop(name, None) is not None
             self._groups[name] = msgspec.json.decode(value, type=GroupAnnouncement)
@@ -215,6 +219,23 @@ class GroupIndex:
                 extra={"topic": topic, "key": name, "error": str(exc)},
             )
             return False
+
+    def _apply_asset(self, name: str, value: bytes | None, partition: int) -> bool:
+        """Apply a changelog record: later in the same partition always wins, from another
+        partition only when it is newer (``updated_ms``)."""
+        stamp = self._stamps.get(name)
+        if value is None:
+            if stamp is not None and stamp[1] != partition:
+                return False  # another partition's entry is the current one
+            self._stamps.pop(name, None)
+            return self._assets.pop(name, None) is not None
+        entry = msgspec.json.decode(value, type=AssetGroup)
+        if stamp is not None and stamp[1] != partition and entry.updated_ms < stamp[0]:
+            return False
+        self._stamps[name] = (entry.updated_ms, partition)
+        old = self._assets.get(name)
+        self._assets[name] = entry.group
+        return old != entry.group
 
     def snapshot(self) -> dict[str, Any]:
         """Counters for /info and metrics."""

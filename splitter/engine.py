@@ -44,19 +44,20 @@ first records of the new group before the last ones of the old group: there is n
 topics. Records of an asset without a group go to ``SPLIT_DEFAULT_GROUP`` (``_ungrouped``), or are
 dropped and counted when it is empty.
 
+A strategy may read a global table (the default ``uns`` strategy reads OpenFactory's UNS map, see
+:mod:`splitter.uns`): it is read to its end before the consumer group is joined and followed live
+afterwards, by every instance, whatever partitions it owns. A change of the table applies to the
+records processed after it was read. A crash replays the records of the uncommitted cycle: their
+first outputs were aborted (invisible to read_committed readers), and the replay groups them by
+the table as read at replay time, which is at least as new as before the crash. So an asset moved
+by the table has its records in the old group up to some record and in the new one from there
+on, each record once, never back.
+
 Cadence
 -------
-A cycle starts as soon as the first records arrive (low load: a record is committed within a few
-milliseconds), then keeps taking what is already fetched until nothing more is buffered, the
-cycle holds ``SPLIT_MAX_BATCH_RECORDS`` or ``SPLIT_MAX_COMMIT_INTERVAL_MS`` have passed. Under load
-records accumulate while a commit is in flight, so batches grow by themselves.
-
-At 1k records/s over 6 partitions a cycle lasts ~5 ms (4-5 serial round trips per transaction:
-AddPartitionsToTxn, Produce, AddOffsetsToTxn, TxnOffsetCommit, EndTxn) and a record waits for
-the rest of the cycle in flight, then for its own. Independent per-partition pipelines (each
-partition's transactions committed without waiting for the others) were built and measured: no
-gain, because each partition then commits more often and every transaction gets slower by as
-much (the process and the broker carry the same request rate), so this simpler loop stays.
+A cycle starts as soon as the first records arrive and keeps taking what is already fetched until
+nothing more is buffered, ``SPLIT_MAX_BATCH_RECORDS`` or ``SPLIT_MAX_COMMIT_INTERVAL_MS``; what was
+measured and tried is in docs/decisions.md ("Splitter cadence").
 """
 
 from __future__ import annotations
@@ -79,7 +80,8 @@ from ofa_contract import topics as T
 from ofa_contract.events import BadRecord, decode_record
 from ofa_contract.naming import group_topic
 from ofa_contract.settings import CommonSettings
-from splitter.grouping import GroupingStrategy
+from splitter.global_table import GlobalTable
+from splitter.grouping import FollowsTable, GroupingStrategy
 from splitter.metrics import SplitterMetrics
 from splitter.restore import apply_announcements, apply_changelog, read_to_end
 from splitter.settings import SplitterSettings
@@ -168,6 +170,7 @@ class Splitter:
         self._restoring: set[int] = set()
         self._changelog_partitions = 0
         self._rebalancing = False
+        self._table: GlobalTable | None = None
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -202,6 +205,7 @@ class Splitter:
             timeout=s.restore_timeout_s,
         )
         log.info("known groups loaded", extra={"groups": sorted(self._groups)})
+        await self._start_table()
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=self._bootstrap,
             group_id=s.group_id,
@@ -218,6 +222,20 @@ class Splitter:
         self._consumer.subscribe([self.input_topic], listener=_Listener(self))
         self._started = True
 
+    async def _start_table(self) -> None:
+        """Restore the strategy's global table (if it has one) before any input is processed."""
+        strategy = self.strategy
+        if not isinstance(strategy, FollowsTable):
+            return
+        self._table = GlobalTable(
+            self._bootstrap,
+            strategy.table_topic,
+            strategy.apply_table_record,
+            self._admin.partitions,
+        )
+        self.metrics.strategy_table.set_function(strategy.table_size)
+        await self._table.start(self.settings.restore_timeout_s)
+
     async def close(self) -> None:
         """Abort anything still open, leave the group, close every client."""
         for part in list(self._parts.values()):
@@ -233,6 +251,9 @@ class Splitter:
                 await part.producer.stop()
         self._parts.clear()
         self._ready_parts.clear()
+        if self._table is not None:
+            with contextlib.suppress(Exception):
+                await self._table.stop()
         with contextlib.suppress(Exception):
             await self._admin.close()
 
@@ -587,6 +608,9 @@ class Splitter:
             self._restoring = set(new)
             started = time.monotonic()
             producers = await asyncio.gather(*(self._new_producer(n) for n in new))
+            if new and self._table is not None:
+                # The previous owner may have grouped by a newer table than we have read yet.
+                await self._table.sync(self.settings.restore_timeout_s)
             # The producers' InitProducerId has fenced the previous owners and completed their
             # open transactions, so the changelog and the committed offsets are now final.
             tables: dict[int, dict[str, str]] = {n: {} for n in new}
@@ -603,6 +627,13 @@ class Splitter:
                 self.metrics.restore_seconds.observe(time.monotonic() - started)
             for n in sorted(mine):
                 tp = TopicPartition(self.input_topic, n)
+                if n not in new and self._parts[n].next_offset >= 0:
+                    # Kept across the rebalance: our position is what we committed last. Reading
+                    # it back can answer the offset before that commit (aiokafka's OffsetFetch
+                    # lacks KIP-447's require_stable: until the commit markers are written the
+                    # broker returns the previous offset), and the records would be split twice.
+                    consumer.seek(tp, self._parts[n].next_offset)
+                    continue
                 committed = await consumer.committed(tp)
                 if committed is None:
                     await consumer.seek_to_beginning(tp)
@@ -661,6 +692,8 @@ class Splitter:
             issues["consumer_group"] = f"joining consumer group {self.settings.group_id!r}"
         if self._restoring:
             issues["restore"] = f"restoring partitions {sorted(self._restoring)}"
+        if self._table is not None:
+            issues.update(self._table.issues())
         try:
             await asyncio.wait_for(self._admin.ping(self.input_topic), 3)
         except Exception as exc:

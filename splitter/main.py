@@ -41,6 +41,8 @@ async def serve(common: CommonSettings, settings: SplitterSettings) -> int:
             "input_topic": common.input_topic,
             "group_id": settings.group_id,
             "grouping": settings.grouping,
+            "uns_map_topic": settings.uns_map_topic,
+            "uns_level": settings.uns_level,
             "topic_prefix": settings.topic_prefix,
         },
     )

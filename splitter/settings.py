@@ -34,9 +34,16 @@ class SplitterSettings(msgspec.Struct, kw_only=True, frozen=True):
     #: Drop (and count) records of assets without a group instead of using ``default_group``.
     #: (An empty environment variable means "unset", so "empty default group" is spelled this way.)
     drop_ungrouped: bool = False
-    #: Grouping strategy: an entry-point name of group ``ofa_serving.grouping``.
-    grouping: str = "attribute"
-    #: For ``attribute``: the data item id whose value is the group (any UNS level).
+    #: Grouping strategy: an entry-point name of group ``ofa_serving.grouping``. ``uns``: the
+    #: UNS map decides, else ``workcenter`` records (``attribute``); ``mapping``: a file.
+    grouping: str = "uns"
+    #: For ``uns``: OpenFactory's compacted UNS map topic (key = asset uuid, value JSON with
+    #: ``UNS_LEVELS``), read whole by every instance; a missing topic is waited for.
+    uns_map_topic: str = "asset_to_uns_map_topic"
+    #: For ``uns``: the UNS level whose value is the group (OpenFactory's default).
+    uns_level: str = "workcenter"
+    #: For ``attribute``, and ``uns`` when the map names no group: the data item id whose value
+    #: is the group (any UNS level).
     group_attribute: str = "workcenter"
     #: For ``mapping``: path of the mapping file (JSON object or ``<pattern> <group>`` lines).
     mapping_file: str = ""
@@ -114,6 +121,11 @@ class SplitterSettings(msgspec.Struct, kw_only=True, frozen=True):
 
     def grouping_config(self) -> dict[str, str]:
         """The options handed to the grouping strategy."""
-        opts = {"attribute": self.group_attribute, "path": self.mapping_file}
+        opts = {
+            "attribute": self.group_attribute,
+            "path": self.mapping_file,
+            "uns_topic": self.uns_map_topic,
+            "uns_level": self.uns_level,
+        }
         opts.update(self.grouping_options)
         return opts

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client import CollectorRegistry
 
@@ -255,3 +255,27 @@ def src_coord(rec: Any) -> tuple[int, int]:
 async def read_input(bootstrap: str, topic: str) -> list[Any]:
     """Every record of the (non-transactional) input topic."""
     return await consume_all(bootstrap, [topic], read_committed=False, timeout=30)
+
+
+async def produce_to(
+    bootstrap: str, topic: str, records: list[tuple[str, bytes | None, int | None]]
+) -> None:
+    """Produce (key, value, partition) records in order; partition None = the default
+    partitioner (murmur2), a number = that partition, as a CRC32-partitioning producer does."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+    await producer.start()
+    try:
+        for key, value, partition in records:
+            await producer.send_and_wait(topic, value, key=key.encode(), partition=partition)
+    finally:
+        await producer.stop()
+
+
+def uns_value(asset: str, workcenter: str | None) -> bytes:
+    """The UNS map value OpenFactory writes at registration, or at deregistration (None)."""
+    if workcenter is None:
+        return msgspec.json.encode({"asset_uuid": asset, "uns_id": None, "uns_levels": None})
+    levels = {"inc": "Acme", "area": "North", "workcenter": workcenter, "asset": asset}
+    return msgspec.json.encode(
+        {"ASSET_UUID": asset, "UNS_ID": f"Acme/North/{workcenter}/{asset}", "UNS_LEVELS": levels}
+    )

@@ -62,14 +62,14 @@ async def http_status(port: int, path: str) -> int:
 class Instance:
     """One `ofa-serving split` subprocess with its own ops port."""
 
-    def __init__(self, infra: Endpoints, n: Names, log: Path) -> None:
-        self.infra, self.n, self.log = infra, n, log
+    def __init__(self, infra: Endpoints, n: Names, log: Path, **env: str) -> None:
+        self.infra, self.n, self.log, self.env = infra, n, log, env
         self.proc: asyncio.subprocess.Process | None = None
         self.port = 0
 
     async def start(self) -> None:
         self.port = free_port()
-        self.proc = await spawn(env_for(self.infra.kafka, self.n, self.port), self.log)
+        self.proc = await spawn(env_for(self.infra.kafka, self.n, self.port, **self.env), self.log)
 
     async def wait_ready(self, timeout: float = 60) -> None:
         async def ready() -> bool:
@@ -92,15 +92,20 @@ class Instance:
         return self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""
 
 
-def check_exactly_once(factory: Factory, n: Names, inputs: list[Any], out: list[Any]) -> None:
-    """Every input record in exactly one derived topic, once, in per-asset order."""
-    assert len(inputs) == sum(factory.seq.values())
+def check_each_once(inputs: list[Any], out: list[Any]) -> None:
+    """Every input record in exactly one derived topic, once."""
     coords = Counter(src_coord(r) for r in out)
     dupes = {c: k for c, k in coords.items() if k > 1}
     assert not dupes, f"{len(dupes)} input records written more than once, e.g. {list(dupes)[:5]}"
     missing = {(r.partition, r.offset) for r in inputs} - set(coords)
     assert not missing, f"{len(missing)} input records lost, e.g. {sorted(missing)[:5]}"
     assert len(out) == len(inputs)
+
+
+def check_exactly_once(factory: Factory, n: Names, inputs: list[Any], out: list[Any]) -> None:
+    """Every input record in exactly one derived topic, once, in per-asset order."""
+    assert len(inputs) == sum(factory.seq.values())
+    check_each_once(inputs, out)
     ungrouped = group_topic(T.DEFAULT_GROUP, n.prefix)
     for asset, last in factory.seq.items():
         key = asset.encode()
@@ -144,10 +149,7 @@ async def run_chaos(
             await asyncio.sleep(rng.uniform(0.2, 2.0))
             await victim.kill9()
             await victim.start()
-        sim_stop.set()
-        await sim
-        for p in procs:
-            await p.wait_ready()
+        await end_flow(sim_stop, sim, procs)
         await wait_caught_up(infra.kafka, n, timeout=90)
         status, body = await http_get(procs[0].port, "/metrics")
         assert status == 200
@@ -156,14 +158,31 @@ async def run_chaos(
         for p in procs:
             assert await p.terminate() == 0, p.tail()
     finally:
-        sim_stop.set()
-        for p in procs:
-            await p.kill9()
-        if not sim.done():
-            sim.cancel()
-    inputs = await read_input(infra.kafka, n.input)
-    out = await read_outputs(infra.kafka, n)
+        await cleanup(sim_stop, sim, procs)
+    inputs, out = await inputs_and_outputs(infra, n)
     check_exactly_once(factory, n, inputs, out)
+
+
+async def inputs_and_outputs(infra: Endpoints, n: Names) -> tuple[list[Any], list[Any]]:
+    """Every input record and every committed derived record of the test."""
+    return await read_input(infra.kafka, n.input), await read_outputs(infra.kafka, n)
+
+
+async def end_flow(sim_stop: asyncio.Event, sim: asyncio.Task[int], procs: list[Instance]) -> None:
+    """Stop the simulator (all it wrote is acknowledged) and wait until every instance is ready."""
+    sim_stop.set()
+    await sim
+    for p in procs:
+        await p.wait_ready()
+
+
+async def cleanup(sim_stop: asyncio.Event, sim: asyncio.Task[int], procs: list[Instance]) -> None:
+    """Whatever happened: no simulator, no splitter subprocess left."""
+    sim_stop.set()
+    for p in procs:
+        await p.kill9()
+    if not sim.done():
+        sim.cancel()
 
 
 async def test_exactly_once_under_kill9(infra: Endpoints, unique: str, tmp_path: Path) -> None:
