@@ -18,7 +18,7 @@ PROCESS_SETTINGS: dict[str, tuple[str, str, str, str]] = {
     "split": ("splitter", "splitter.settings", "SplitterSettings", "SPLIT_"),
     "bridge": ("bridge worker", "bridge.settings", "BridgeSettings", "BRIDGE_"),
     "edge": ("edge", "edge.settings", "EdgeSettings", "EDGE_"),
-    "router": ("router", "router.http_settings", "RouterSettings", "ROUTER_"),
+    "router": ("router", "router.settings", "RouterSettings", "ROUTER_"),
     "simulate": ("simulator", "compose.simulator", "SimulateSettings", "SIM_"),
 }
 
