@@ -12,16 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import time
 from collections.abc import Awaitable, Callable
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
+from ofa_contract.runtime import cancel_and_wait, get_logger
 from splitter.restore import drain_to_end, table_consumer
 
-log = logging.getLogger("ofa_serving.splitter")
+log = get_logger("splitter", __name__)
 
 #: How often the follower looks for the topic or partitions that appeared since the last look.
 METADATA_REFRESH_S = 5.0
@@ -66,11 +66,8 @@ class GlobalTable:
 
     async def stop(self) -> None:
         """Stop following and close the consumer."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         await self._consumer.stop()
 
     async def sync(self, timeout: float) -> None:

@@ -7,20 +7,21 @@ what committed transactions wrote, never the output of an aborted or still-open 
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import Callable, Iterable
 
-import msgspec
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
-from ofa_contract.topics import AssetGroup, GroupAnnouncement
+from ofa_contract.runtime import get_logger
+from ofa_contract.topics import (
+    BadCompactedRecord,
+    GroupAnnouncement,
+    fold_announcement,
+    fold_changelog,
+)
 
-log = logging.getLogger("ofa_serving.splitter")
-
-_asset_group = msgspec.json.Decoder(AssetGroup)
-_announcement = msgspec.json.Decoder(GroupAnnouncement)
+log = get_logger("splitter", __name__)
 
 
 class RestoreTimeout(TimeoutError):
@@ -99,19 +100,10 @@ def apply_changelog(table: dict[str, str]) -> Callable[[ConsumerRecord[bytes, by
     """A record handler that folds ``ofa_splitter_assets`` records into ``table``."""
 
     def apply(rec: ConsumerRecord[bytes, bytes]) -> None:
-        if rec.key is None:
-            return
-        asset = rec.key.decode("utf-8", "replace")
-        if rec.value is None:
-            table.pop(asset, None)
-            return
         try:
-            table[asset] = _asset_group.decode(rec.value).group
-        except msgspec.DecodeError as exc:
-            log.error(
-                "unreadable changelog record ignored",
-                extra={"partition": rec.partition, "offset": rec.offset, "error": str(exc)},
-            )
+            fold_changelog(table, rec.key, rec.value)
+        except BadCompactedRecord as exc:
+            _skipped(rec, exc)
 
     return apply
 
@@ -122,18 +114,21 @@ def apply_announcements(
     """A record handler that folds ``ofa_groups`` records into ``groups``."""
 
     def apply(rec: ConsumerRecord[bytes, bytes]) -> None:
-        if rec.key is None:
-            return
-        name = rec.key.decode("utf-8", "replace")
-        if rec.value is None:
-            groups.pop(name, None)
-            return
         try:
-            groups[name] = _announcement.decode(rec.value)
-        except msgspec.DecodeError as exc:
-            log.error(
-                "unreadable group announcement ignored",
-                extra={"offset": rec.offset, "error": str(exc)},
-            )
+            fold_announcement(groups, rec.key, rec.value)
+        except BadCompactedRecord as exc:
+            _skipped(rec, exc)
 
     return apply
+
+
+def _skipped(rec: ConsumerRecord[bytes, bytes], exc: BadCompactedRecord) -> None:
+    log.error(
+        "unreadable compacted record ignored",
+        extra={
+            "topic": rec.topic,
+            "partition": rec.partition,
+            "offset": rec.offset,
+            "error": str(exc),
+        },
+    )

@@ -18,19 +18,19 @@ case-insensitively, as OpenFactory's writers differ in case.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from typing import Any
 
 import msgspec
 
 from ofa_contract.events import AssetEvent
+from ofa_contract.layout import DEFAULT_LAYOUT
+from ofa_contract.runtime import get_logger
 from splitter.grouping import AttributeGrouping, GroupingError
 
-log = logging.getLogger("ofa_serving.splitter")
+log = get_logger("splitter", __name__)
 
-#: OpenFactory's topic and level defaults.
-UNS_MAP_TOPIC = "asset_to_uns_map_topic"
+#: OpenFactory's level default (the topic's is the layout's ``uns_map_topic``).
 UNS_LEVEL = "workcenter"
 
 
@@ -118,7 +118,7 @@ class UnsGrouping:
 
     def __init__(self, topic: str, level: str, fallback: AttributeGrouping) -> None:
         if not topic:
-            raise GroupingError("the UNS map topic must not be empty (SPLIT_UNS_MAP_TOPIC)")
+            raise GroupingError("the UNS map topic must not be empty (UNS_MAP_TOPIC)")
         self.table_topic = topic
         self.table = UnsTable(level)
         self.fallback = fallback
@@ -127,7 +127,7 @@ class UnsGrouping:
     def from_options(cls, options: Mapping[str, str]) -> UnsGrouping:
         """Build from options: ``uns_topic``, ``uns_level`` and the fallback's ``attribute``."""
         return cls(
-            options.get("uns_topic") or UNS_MAP_TOPIC,
+            options.get("uns_topic") or DEFAULT_LAYOUT.uns_map_topic,
             options.get("uns_level") or UNS_LEVEL,
             AttributeGrouping.from_options(options),
         )

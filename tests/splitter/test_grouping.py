@@ -8,6 +8,7 @@ import msgspec
 import pytest
 
 from ofa_contract.events import decode_record
+from ofa_contract.layout import Layout
 from ofa_contract.settings import SettingsError, from_env
 from splitter.grouping import (
     AttributeGrouping,
@@ -77,22 +78,20 @@ def test_bad_strategy_config_is_a_clear_error(tmp_path: Path) -> None:
 def test_settings_from_env_and_errors() -> None:
     s = from_env(
         SplitterSettings,
-        "SPLIT_",
-        {"SPLIT_DEFAULT_GROUP": "", "SPLIT_MAX_COMMIT_INTERVAL_MS": "25"},
+        environ={"SPLIT_DEFAULT_GROUP": "", "SPLIT_MAX_COMMIT_INTERVAL_MS": "25"},
     )
     assert s.default_group == "_ungrouped"  # empty env = default (from_env semantics)
     assert s.fallback_group() == "_ungrouped"
     assert (
-        from_env(SplitterSettings, "SPLIT_", {"SPLIT_DROP_UNGROUPED": "true"}).fallback_group()
-        == ""
+        from_env(SplitterSettings, environ={"SPLIT_DROP_UNGROUPED": "true"}).fallback_group() == ""
     )
     assert s.max_commit_interval_ms == 25
     with pytest.raises(SettingsError, match="SPLIT_MAX_BATCH_RECORDS"):
-        from_env(SplitterSettings, "SPLIT_", {"SPLIT_MAX_BATCH_RECORDS": "lots"})
-    with pytest.raises(SettingsError, match="SPLIT_TOPIC_PARTITIONS must be > 0"):
-        from_env(SplitterSettings, "SPLIT_", {"SPLIT_TOPIC_PARTITIONS": "0"})
-    with pytest.raises(SettingsError, match="SPLIT_TXN_START_RETRY_MS must be > 0"):
-        from_env(SplitterSettings, "SPLIT_", {"SPLIT_TXN_START_RETRY_MS": "0"})
+        from_env(SplitterSettings, environ={"SPLIT_MAX_BATCH_RECORDS": "lots"})
+    with pytest.raises(SettingsError, match="SPLIT_TOPIC_PARTITIONS='0': Expected `int` >= 1"):
+        from_env(SplitterSettings, environ={"SPLIT_TOPIC_PARTITIONS": "0"})
+    with pytest.raises(SettingsError, match="SPLIT_TXN_START_RETRY_MS='0'"):
+        from_env(SplitterSettings, environ={"SPLIT_TXN_START_RETRY_MS": "0"})
 
 
 def uns_value(asset: str, levels: dict[str, object] | None, lower: bool = False) -> bytes:
@@ -151,9 +150,8 @@ def test_uns_grouping_map_wins_then_falls_back() -> None:
 
 
 def test_uns_is_the_default_strategy() -> None:
-    s = from_env(
-        SplitterSettings, "SPLIT_", {"SPLIT_UNS_MAP_TOPIC": "m", "SPLIT_UNS_LEVEL": "area"}
-    )
-    g = load_strategy(s.grouping, s.grouping_config())
+    env = {"UNS_MAP_TOPIC": "m", "SPLIT_UNS_LEVEL": "area"}
+    s = from_env(SplitterSettings, environ=env)
+    g = load_strategy(s.grouping, s.grouping_config(Layout.from_env(env).uns_map_topic))
     assert isinstance(g, UnsGrouping)
     assert (g.table_topic, g.table.level, g.fallback.attribute) == ("m", "area", "workcenter")

@@ -13,7 +13,7 @@ import asyncio
 from aiokafka import AIOKafkaConsumer
 
 from compose.simulator import Factory, simulate
-from tests.helpers import Endpoints, create_topics
+from tests.helpers import Endpoints
 from tests.splitter.support import (
     make_input,
     names,
@@ -21,9 +21,10 @@ from tests.splitter.support import (
     read_outputs,
     running_splitter,
     wait_caught_up,
-    wait_for,
 )
 from tests.splitter.test_crash import check_exactly_once
+from tests.support.kafka import create_topics
+from tests.support.wait import wait_until
 
 
 async def test_rebalances_keeping_the_partitions_split_each_record_once(
@@ -52,7 +53,7 @@ async def test_rebalances_keeping_the_partitions_split_each_record_once(
                     async def joined(c: AIOKafkaConsumer = other) -> bool:
                         return bool(c.assignment())
 
-                    await wait_for(joined, 60, "the other member to join")
+                    await wait_until(joined, timeout=60, what="the other member to join")
                     assert {tp.topic for tp in other.assignment()} == {other_topic}
                 finally:
                     await other.stop()
@@ -60,7 +61,7 @@ async def test_rebalances_keeping_the_partitions_split_each_record_once(
                 async def ready() -> bool:
                     return not await splitter.ready_issues()
 
-                await wait_for(ready, 60, "the splitter to own its partitions again")
+                await wait_until(ready, timeout=60, what="the splitter to own its partitions again")
             sim_stop.set()
             await sim
             await wait_caught_up(infra.kafka, n, timeout=90)

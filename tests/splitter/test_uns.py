@@ -11,9 +11,9 @@ from urllib.parse import unquote, urlsplit
 import msgspec
 
 from compose.local_infra import NatsProcess
-from ofa_contract import topics as T
 from ofa_contract.naming import group_from_topic
-from tests.helpers import Endpoints, create_topics
+from ofa_contract.topics import DEFAULT_GROUP
+from tests.helpers import Endpoints
 from tests.router.harness import Stack, client
 from tests.splitter.support import (
     Names,
@@ -26,8 +26,9 @@ from tests.splitter.support import (
     settings_for,
     uns_value,
     wait_caught_up,
-    wait_for,
 )
+from tests.support.kafka import create_topics
+from tests.support.wait import wait_until
 
 
 def record(asset: str, seq: int, item: str = "Temp", value: Any = None) -> bytes:
@@ -44,7 +45,7 @@ def last_groups(out: list[Any], n: Names) -> dict[str, str | None]:
     for r in out:
         asset = r.key.decode()
         group: str | None = group_from_topic(r.topic, n.prefix)
-        if group == T.DEFAULT_GROUP:
+        if group == DEFAULT_GROUP:
             group = None
         if seq_of(r) > best.get(asset, (0, None))[0]:
             best[asset] = (seq_of(r), group)
@@ -64,7 +65,7 @@ async def test_uns_map_groups_every_partition_and_the_router_agrees(
     infra: Endpoints, nats_private: NatsProcess, unique: str
 ) -> None:
     n = names(unique)
-    uns = f"sp{unique}_uns"
+    uns = n.uns
     await make_input(infra.kafka, n, partitions=3)
     await create_topics(infra.kafka, [uns], partitions=2, config={"cleanup.policy": "compact"})
     moved, plain, gone, tomb, fallback = (f"U{unique}-{x}" for x in ("A", "B", "G", "T", "P"))
@@ -102,9 +103,8 @@ async def test_uns_map_groups_every_partition_and_the_router_agrees(
             (fallback, record(fallback, 3), 1),
         ],
     )
-    settings = settings_for(n, uns_map_topic=uns)
-    assert settings.grouping == "uns"  # the default
-    async with running_splitter(infra.kafka, n, settings) as splitter:
+    assert settings_for(n).grouping == "uns"  # the default
+    async with running_splitter(infra.kafka, n) as splitter:
         await wait_caught_up(infra.kafka, n)
         out = await read_outputs(infra.kafka, n)
         assert seqs_by_group(out, n, moved) == {"WC-A": [1, 2, 3, 4, 5]}, [
@@ -113,9 +113,9 @@ async def test_uns_map_groups_every_partition_and_the_router_agrees(
             if r.key == moved.encode()
         ]
         assert seqs_by_group(out, n, plain) == {"Halle-1": [1, 2]}
-        assert seqs_by_group(out, n, gone) == {T.DEFAULT_GROUP: [1], "WC-G": [2, 3]}
-        assert seqs_by_group(out, n, tomb) == {T.DEFAULT_GROUP: [1]}
-        assert seqs_by_group(out, n, fallback) == {T.DEFAULT_GROUP: [1], "WC-P": [2, 3]}
+        assert seqs_by_group(out, n, gone) == {DEFAULT_GROUP: [1], "WC-G": [2, 3]}
+        assert seqs_by_group(out, n, tomb) == {DEFAULT_GROUP: [1]}
+        assert seqs_by_group(out, n, fallback) == {DEFAULT_GROUP: [1], "WC-P": [2, 3]}
 
         # A live change of the map moves the asset's next records (here on partition 0 only,
         # so changelog partitions 1 and 2 still hold the older group of `moved`).
@@ -125,7 +125,7 @@ async def test_uns_map_groups_every_partition_and_the_router_agrees(
         async def seen() -> bool:
             return bool(strategy.table.get(moved) == "WC-C")
 
-        await wait_for(seen, 30, "the splitter to read the map change")
+        await wait_until(seen, timeout=30, what="the splitter to read the map change")
         await produce_to(infra.kafka, n.input, [(moved, record(moved, 6), 0)])
         await wait_caught_up(infra.kafka, n)
         out = await read_outputs(infra.kafka, n)
@@ -148,7 +148,7 @@ async def check_router_agrees(
         await stack.start_router(mode="redirect")
         svc = stack.service
         assert svc is not None
-        await wait_for(_loaded(svc), 30, "the router's group index to load")
+        await wait_until(_loaded(svc), timeout=30, what="the router's group index to load")
         await stack.wait_edges(1)
         assert {a: svc.index.group_of(a) for a in expected} == expected
         async with client(stack.url) as c:

@@ -13,7 +13,7 @@ from typing import Any
 
 from compose.simulator import Factory, simulate
 from router.group_index import GroupIndex
-from tests.helpers import Endpoints, create_topics
+from tests.helpers import Endpoints
 from tests.splitter.support import (
     Names,
     make_input,
@@ -22,21 +22,23 @@ from tests.splitter.support import (
     seq_of,
     uns_value,
     wait_caught_up,
-    wait_for,
 )
 from tests.splitter.test_crash import (
-    Instance,
     check_each_once,
     cleanup,
     end_flow,
     inputs_and_outputs,
+    instances,
+    kill_and_restart,
 )
 from tests.splitter.test_uns import last_groups, record, seqs_by_group
+from tests.support.kafka import create_topics
+from tests.support.wait import wait_until
 
 
 async def test_uns_regroup_under_kill9(infra: Endpoints, unique: str, tmp_path: Path) -> None:
     n = names(unique)
-    uns = f"sp{unique}_uns"
+    uns = n.uns
     await make_input(infra.kafka, n, partitions=4)
     await create_topics(infra.kafka, [uns], partitions=2, config={"cleanup.policy": "compact"})
     factory = Factory(8, 2, prefix=f"K{unique}", helpers=False)
@@ -48,23 +50,18 @@ async def test_uns_regroup_under_kill9(infra: Endpoints, unique: str, tmp_path: 
     sim = asyncio.create_task(
         simulate(factory, infra.kafka, n.input, rate=400, duration=120, stop=sim_stop)
     )
-    procs = [
-        Instance(infra, n, tmp_path / f"split{i}.log", SPLIT_UNS_MAP_TOPIC=uns) for i in range(2)
-    ]
+    procs = instances(infra, n, tmp_path, 2)
     try:
         for p in procs:
-            await p.start()
+            p.start_nowait()
         for k in range(4):
-            victim = procs[k % 2]
-            await victim.wait_ready()
             if k == 2:
+                # The map moves half the assets; the next kill may hit right after it.
+                await procs[k % 2].wait_ready()
                 await produce_to(
                     infra.kafka, uns, [(a, uns_value(a, "U3"), None) for a in sorted(moved)]
                 )
-            # A random moment: mid-transaction, mid-commit, right after the map change...
-            await asyncio.sleep(rng.uniform(0.2, 2.0))
-            await victim.kill9()
-            await victim.start()
+            await kill_and_restart(procs[k % 2], rng)
         await end_flow(sim_stop, sim, procs)
         # One more record per asset, written after every instance has restored the new map.
         final = []
@@ -74,7 +71,7 @@ async def test_uns_regroup_under_kill9(infra: Endpoints, unique: str, tmp_path: 
         await produce_to(infra.kafka, n.input, final)
         await wait_caught_up(infra.kafka, n, timeout=90)
         for p in procs:
-            assert await p.terminate() == 0, p.tail()
+            assert await p.terminate() == 0, p.log_tail()
     finally:
         await cleanup(sim_stop, sim, procs)
     inputs, out = await inputs_and_outputs(infra, n)
@@ -119,7 +116,7 @@ async def check_index_agrees(infra: Endpoints, n: Names, expected: dict[str, str
         async def loaded() -> bool:
             return index.caught_up.is_set()
 
-        await wait_for(loaded, 30, "the group index to load")
+        await wait_until(loaded, timeout=30, what="the group index to load")
         assert {a: index.group_of(a) for a in expected} == expected
     finally:
         await index.stop()
