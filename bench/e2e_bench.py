@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import logging
 import os
 import signal
 import sys
@@ -135,24 +134,12 @@ async def produce_phase(
 # ------------------------------------------------------------------ one row, one run
 
 
-class _NoDeprecation(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "is deprecated" not in record.getMessage()
-
-
 def stack_layout(stack: Stack) -> Layout:
-    """The names the stack's processes use, read from their environment as they read it (the
-    processes already warn about old variable names; the bench does not repeat it)."""
+    """The names the stack's processes use, read from their environment as they read it."""
     merged: dict[str, str] = {}
     for c in stack.children:
         merged.update(c.env)
-    quiet = _NoDeprecation()
-    settings_log = logging.getLogger("ofa_serving.contract.settings")
-    settings_log.addFilter(quiet)
-    try:
-        return Layout.from_env(merged)
-    finally:
-        settings_log.removeFilter(quiet)
+    return Layout.from_env(merged)
 
 
 async def start_listeners(b: Bench, stack: Stack, urls: list[str]) -> Listeners:
