@@ -11,8 +11,9 @@ from typing import Any
 
 import uvicorn
 
-from edge.app import TransportCapture, create_app
+from edge.app import create_app
 from edge.settings import EdgeSettings
+from edge.transport import TransportCapture
 from ofa_contract.settings import CommonSettings, describe, from_env
 
 log = logging.getLogger("edge")

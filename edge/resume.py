@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import msgspec
@@ -52,7 +52,7 @@ async def replay(
     start_seq: int,
     *,
     timeout: float = 10.0,
-) -> AsyncIterator[StoredMsg]:
+) -> AsyncGenerator[StoredMsg, None]:
     """Yield every stored message matching ``filter_subject`` from ``start_seq`` on, in order,
     up to the last one stored when the replay began (later ones arrive on the live path).
 

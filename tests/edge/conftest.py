@@ -9,14 +9,14 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from compose.local_infra import free_port
-from edge.app import EdgeState
 from edge.main import EdgeServer, build_server
+from edge.node import EdgeNode
 from edge.settings import EdgeSettings
 from ofa_contract.settings import CommonSettings
 
 
 class RunningEdge:
-    def __init__(self, url: str, state: EdgeState, server: EdgeServer) -> None:
+    def __init__(self, url: str, state: EdgeNode, server: EdgeServer) -> None:
         self.url = url
         self.state = state
         self.server = server
