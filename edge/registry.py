@@ -58,7 +58,6 @@ class Registration:
         self.ttl_s = ttl_s
         self._kv: KeyValue | None = None
         self._task: asyncio.Task[None] | None = None
-        self.last_ok = 0.0
 
     async def start(self) -> None:
         """Register once (errors propagate), then keep refreshing in the background."""
@@ -72,7 +71,6 @@ class Registration:
             self.entry, connections=self.connections(), updated_ms=int(time.time() * 1000)
         )
         await self._kv.put(self.key, msgspec.json.encode(entry))
-        self.last_ok = time.monotonic()
 
     async def _loop(self) -> None:
         while True:

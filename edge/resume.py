@@ -77,7 +77,7 @@ async def replay(
             max_ack_pending=-1,
         )
         try:
-            info = await js._jsm.add_consumer(stream, cfg, timeout=timeout)
+            info = await js.add_consumer(stream, cfg, timeout=timeout)
         except Exception as exc:
             raise HistoryError(f"cannot create a replay consumer on {stream}: {exc}") from exc
         consumer = info.name
@@ -112,15 +112,13 @@ async def replay(
 
 async def _delete_consumer(nc: NatsClient, stream: str, consumer: str) -> None:
     with contextlib.suppress(Exception):
-        await nc.jetstream()._jsm.delete_consumer(stream, consumer)
+        await nc.jetstream().delete_consumer(stream, consumer)
 
 
 async def first_kept(nc: NatsClient, stream: str, filter_subject: str) -> int | None:
     """Sequence of the first stored message matching ``filter_subject``; None when there is none."""
     try:
-        raw: Any = await nc.jetstream()._jsm.get_msg(
-            stream, seq=1, subject=filter_subject, next=True
-        )
+        raw: Any = await nc.jetstream().get_msg(stream, seq=1, subject=filter_subject, next=True)
     except NotFoundError:
         return None
     return int(raw.seq)
@@ -138,7 +136,7 @@ async def plan_resume(
     - the position is beyond the stream's last sequence (the stream was recreated, or the id
       came from another installation): reset ``unknown_position``, live only.
     """
-    info = await nc.jetstream()._jsm.stream_info(stream)
+    info = await nc.jetstream().stream_info(stream)
     last_seq = int(info.state.last_seq or 0)
     if last_event_id > last_seq:
         first = await first_kept(nc, stream, filter_subject)
