@@ -85,7 +85,7 @@ class StreamRequest(msgspec.Struct, frozen=True):
                 f"(at most {MAX_SUBJECT_TOKENS_CHARS} characters once encoded)",
             )
         raw_id = request.headers.get("last-event-id") or q.get("last_event_id")
-        last_event_id = _parse_last_id(raw_id)
+        last_event_id = parse_last_event_id(raw_id)
         if isinstance(last_event_id, Refusal):
             return last_event_id
         return cls(
@@ -98,11 +98,13 @@ class StreamRequest(msgspec.Struct, frozen=True):
         )
 
 
-def _parse_last_id(raw: str | None) -> int | Refusal | None:
+def parse_last_event_id(raw: str | None) -> int | Refusal | None:
+    """The event id a client resumes after (None: start fresh), or a 400 refusal."""
     if raw is None or raw.strip() == "":
         return None
     raw = raw.strip()
-    if not raw.isdigit() or len(raw) > 19:
+    # isascii: str.isdigit() also accepts digits such as '²' that int() refuses.
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 19:
         return Refusal(
             400,
             "bad_request",
