@@ -42,7 +42,7 @@ class Refusal(msgspec.Struct, frozen=True):
     """A stream request the edge answers with a JSON error instead of a stream."""
 
     status: int
-    #: Label of the ``edge_rejected_streams`` metric.
+    #: Label of the ``ofa_edge_rejected_streams`` metric.
     reason: str
     detail: str
 

@@ -13,7 +13,7 @@ The hostile load, all at the same time:
 
 The edge runs as a subprocess so that its resident memory (``VmRSS``) means something: it must
 stay below a stated bound during the attack and come back near its baseline afterwards, and its
-``edge_connections`` gauge must come back to the well-behaved client alone.
+``ofa_edge_connections`` gauge must come back to the well-behaved client alone.
 """
 
 from __future__ import annotations
@@ -276,13 +276,13 @@ async def test_hostile_clients_do_not_disturb_a_good_one(
 
             async def hostile_gone() -> bool:
                 text = (await c.get("/metrics")).text
-                return metric(text, "edge_connections") == 1.0
+                return metric(text, "ofa_edge_connections") == 1.0
 
             # Non-readers are cut (queue over its limit) and their sockets dropped after the
             # grace period, although they still hold them open.
             await wait_for(hostile_gone, 30, "only the good client left")
             text = (await c.get("/metrics")).text
-            cuts = metric(text, "edge_slow_client_cuts_total")
+            cuts = metric(text, "ofa_edge_slow_client_cuts_total")
             assert cuts >= NON_READERS, text
             assert (await c.get("/health")).status_code == 200
 

@@ -153,7 +153,7 @@ async def test_fuzz_edge(nats_private: NatsProcess) -> None:
             )
             # The fuzz reached the streams and the refusals, not only one kind of answer.
             assert seen.get("2xx", 0) > 10 and seen.get("4xx", 0) > 10, seen
-            assert edge.metric("edge_resumes_total") > 0
+            assert edge.metric("ofa_edge_resumes_total") > 0
         async with running_edge(nats_private.url, jwt_secret=SECRET) as edge:
             token = jwt.encode({"sub": "fuzz", "assets": [ASSET]}, SECRET, algorithm="HS256")
             seen = await asyncio.to_thread(

@@ -46,8 +46,8 @@ async def test_live_gap_is_filled_from_the_stream(nats_private) -> None:
         for item in "ab":  # per data item, in order
             per = [int(e.id) for e in got if json.loads(e.data)["ID"] == item]
             assert per == sorted(per)
-        assert edge.metric("edge_live_gaps_total") >= 2
-        assert edge.metric("edge_gap_events_filled_total") == len(to_drop)
+        assert edge.metric("ofa_edge_live_gaps_total") >= 2
+        assert edge.metric("ofa_edge_gap_events_filled_total") == len(to_drop)
         await c.close()
     await pub.close()
 
@@ -86,7 +86,7 @@ async def test_slow_client_is_cut_fast_client_unaffected_and_resume_completes(na
         await asyncio.wait_for(reader, 60)
         assert fast_got == sent  # the fast client got everything, in order
         deadline = time.monotonic() + 20
-        while edge.metric("edge_slow_client_cuts_total") < 1:
+        while edge.metric("ofa_edge_slow_client_cuts_total") < 1:
             assert time.monotonic() < deadline, "slow client was never cut"
             await asyncio.sleep(0.05)
         # The slow client now reads what reached it, then the comment saying why, then EOF.
@@ -174,7 +174,7 @@ async def test_limits_health_ready_metrics_and_registry(nats_private) -> None:
         assert "limit" in json.loads(full.body)["detail"]
         m = await sse_get(edge.url + "/metrics")
         text = m.body.decode()
-        assert "edge_connections 2.0" in text and "edge_asset_subscriptions 2.0" in text
+        assert "ofa_edge_connections 2.0" in text and "ofa_edge_asset_subscriptions 2.0" in text
         # Registry: the entry is there, refreshed with the connection count.
         nc = await nats.connect(nats_private.url)
         kv = await nc.jetstream().key_value("ofa_edges")
@@ -189,7 +189,7 @@ async def test_limits_health_ready_metrics_and_registry(nats_private) -> None:
         await a.close()
         await b.close()
         deadline = time.monotonic() + 10
-        while edge.metric("edge_asset_subscriptions") != 0:  # last client gone: unsubscribed
+        while edge.metric("ofa_edge_asset_subscriptions") != 0:  # last client gone: unsubscribed
             assert time.monotonic() < deadline
             await asyncio.sleep(0.05)
         await pub.close()
