@@ -16,7 +16,7 @@ from edge.settings import EdgeSettings
 from edge.transport import TransportCapture
 from ofa_contract.settings import CommonSettings, describe, from_env
 
-log = logging.getLogger("edge")
+log = logging.getLogger("ofa_serving.edge.main")
 
 
 class EdgeServer(uvicorn.Server):

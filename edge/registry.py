@@ -21,7 +21,7 @@ from nats.js.kv import KeyValue
 from ofa_contract.naming import encode_token
 from ofa_contract.streams import EdgeEntry
 
-log = logging.getLogger("edge.registry")
+log = logging.getLogger("ofa_serving.edge.registry")
 
 
 async def open_bucket(nc: NatsClient, bucket: str, ttl_s: float) -> KeyValue:

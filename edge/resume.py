@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import AsyncGenerator
 from typing import Any
 
@@ -17,8 +16,6 @@ import msgspec
 from nats.aio.client import Client as NatsClient
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
-
-log = logging.getLogger("edge.resume")
 
 #: Messages a replay subscription may hold in the client library before NATS calls it slow.
 _REPLAY_PENDING_MSGS = 1_000_000
