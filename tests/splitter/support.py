@@ -19,9 +19,9 @@ from prometheus_client import CollectorRegistry
 
 from ofa_contract import topics as T
 from ofa_contract.settings import CommonSettings
-from router.grouping import load_strategy
-from router.splitter import Splitter
-from router.splitter_settings import SplitterSettings
+from splitter.engine import Splitter
+from splitter.grouping import load_strategy
+from splitter.settings import SplitterSettings
 from tests.helpers import consume_all, create_topics
 
 REPO = Path(__file__).resolve().parents[2]

@@ -79,11 +79,11 @@ from ofa_contract import topics as T
 from ofa_contract.events import BadRecord, decode_record
 from ofa_contract.naming import group_topic
 from ofa_contract.settings import CommonSettings
-from router.grouping import GroupingStrategy
-from router.splitter_metrics import SplitterMetrics
-from router.splitter_settings import SplitterSettings
-from router.splitter_state import apply_announcements, apply_changelog, read_to_end
-from router.splitter_topics import TopicAdmin
+from splitter.grouping import GroupingStrategy
+from splitter.metrics import SplitterMetrics
+from splitter.restore import apply_announcements, apply_changelog, read_to_end
+from splitter.settings import SplitterSettings
+from splitter.topic_admin import TopicAdmin
 
 log = logging.getLogger("ofa_serving.splitter")
 
