@@ -96,6 +96,11 @@ def env_for(bootstrap: str, n: Names, ops_port: int, **extra: str) -> dict[str, 
     return env
 
 
+def rec(r: object) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
+    """A simulator Record as a (key, value, headers) tuple for helpers.produce."""
+    return r.key.encode(), r.value, list(r.headers)  # type: ignore[attr-defined]
+
+
 async def spawn(env: dict[str, str], log_path: Path) -> asyncio.subprocess.Process:
     """Start `python -m compose.cli split` with stdout/stderr appended to ``log_path``."""
     fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
