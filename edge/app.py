@@ -1,4 +1,5 @@
-"""The edge's Litestar application: the SSE routes and the operations routes.
+"""The edge's Litestar application: the SSE routes, its OpenAPI document and the shared
+operations routes (``/health``, ``/ready``, ``/metrics``, ``/info``).
 
 Handlers are module-level; the :class:`~edge.node.EdgeNode` of the app reaches them by
 dependency injection (``node``). SSE bodies are a Litestar ``Stream`` over an async generator of
@@ -17,7 +18,6 @@ from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath
 from litestar.response import Stream
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from edge.node import EdgeNode
 from edge.openapi import openapi_document
@@ -25,7 +25,10 @@ from edge.session import Refusal, StreamRequest, admit, stream_session
 from edge.settings import EdgeSettings
 from edge.transport import TRANSPORT_KEY
 from ofa_contract import __version__
+from ofa_contract.auth import AuthSettings
+from ofa_contract.layout import DEFAULT_LAYOUT, Layout
 from ofa_contract.naming import decode_token
+from ofa_contract.runtime import ops_routes
 from ofa_contract.settings import CommonSettings
 
 SSE_HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
@@ -48,7 +51,7 @@ def _refuse(node: EdgeNode, refusal: Refusal) -> Response[Any]:
 def _open_stream(
     request: Request[Any, Any, Any], node: EdgeNode, group: str | None
 ) -> Response[Any]:
-    req = StreamRequest.parse(request, node.settings, group)
+    req = StreamRequest.parse(request, node, group)
     if isinstance(req, Refusal):
         return _refuse(node, req)
     refusal = admit(node, req)
@@ -88,45 +91,6 @@ async def group_asset_stream(
     return _open_stream(request, node, group_name(group))
 
 
-@get("/health")
-async def health() -> Response[Any]:
-    """Liveness."""
-    return _json(200, {"status": "ok"})
-
-
-@get("/ready")
-async def ready(node: NamedDependency[EdgeNode]) -> Response[Any]:
-    """Ready when NATS answers and the stream exists (and not shutting down)."""
-    issues = await node.ready_issues()
-    if issues:
-        return _json(503, {"status": "not ready", "issues": issues})
-    return _json(200, {"status": "ready"})
-
-
-@get("/metrics")
-async def metrics(node: NamedDependency[EdgeNode]) -> Response[bytes]:
-    """Prometheus metrics."""
-    return Response(content=generate_latest(node.metrics.registry), media_type=CONTENT_TYPE_LATEST)
-
-
-@get("/info")
-async def info(node: NamedDependency[EdgeNode]) -> Response[Any]:
-    """Identity and load of this node."""
-    s = node.settings
-    return _json(
-        200,
-        {
-            "service": "ofa-edge",
-            "id": node.edge_id,
-            "url": node.public_url,
-            "groups": list(s.groups),
-            "connections": node.streams,
-            "asset_subscriptions": len(node.hub.feeds) if node.hub else 0,
-            "stream": s.stream,
-        },
-    )
-
-
 @get("/schema/openapi.json")
 async def openapi() -> Response[Any]:
     """The OpenAPI document of this interface."""
@@ -149,11 +113,17 @@ def _cors(settings: EdgeSettings) -> CORSConfig | None:
     )
 
 
-def create_app(settings: EdgeSettings, common: CommonSettings) -> Litestar:
+def create_app(
+    settings: EdgeSettings,
+    common: CommonSettings,
+    layout: Layout = DEFAULT_LAYOUT,
+    auth: AuthSettings | None = None,
+) -> Litestar:
     """The Litestar app of one edge node (``app.state.edge`` holds its :class:`EdgeNode`)."""
-    node = EdgeNode(settings, common)
+    node = EdgeNode(settings, common, layout, auth)
+    ops = ops_routes(node.ready_issues, node.metrics.registry, node.info)
     app = Litestar(
-        route_handlers=[asset_stream, group_asset_stream, health, ready, metrics, info, openapi],
+        route_handlers=[asset_stream, group_asset_stream, openapi, ops],
         dependencies={"node": Provide(_node, sync_to_thread=False)},
         on_startup=[node.start],
         on_shutdown=[node.stop],

@@ -17,6 +17,10 @@ from nats.aio.client import Client as NatsClient
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
+from ofa_contract.runtime import BackgroundTasks, get_logger
+
+#: Deletions of finished replay consumers (fire-and-forget, but referenced until done).
+_cleanups = BackgroundTasks("replay clean-up", get_logger("edge", "resume"))
 #: Messages a replay subscription may hold in the client library before NATS calls it slow.
 _REPLAY_PENDING_MSGS = 1_000_000
 _REPLAY_PENDING_BYTES = 512 * 1024 * 1024
@@ -104,7 +108,7 @@ async def replay(
         if consumer is not None:
             # The consumer would expire by itself (inactive_threshold); deleting it now keeps a
             # burst of resumes from piling consumers up on the server. Not awaited by the client.
-            asyncio.get_running_loop().create_task(_delete_consumer(nc, stream, consumer))
+            _cleanups.spawn(_delete_consumer(nc, stream, consumer), name="delete-replay-consumer")
 
 
 async def _delete_consumer(nc: NatsClient, stream: str, consumer: str) -> None:

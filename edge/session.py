@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -19,16 +18,16 @@ import msgspec
 from litestar import Request
 
 from edge import sse
-from edge.auth import AuthError
 from edge.fanout import AssetFeed, Client
 from edge.node import EdgeNode
 from edge.resume import HistoryError, Reset, replay
-from edge.settings import EdgeSettings
-from edge.snapshot import asset_state
 from edge.transport import CloseWatchdog
+from ofa_contract.asset_state import open_reader, snapshot_json
+from ofa_contract.auth import AuthError, find_token
 from ofa_contract.naming import encode_token
+from ofa_contract.runtime import get_logger
 
-log = logging.getLogger("ofa_serving.edge.session")
+log = get_logger("edge", "session")
 
 #: History frames are sent in chunks of about this size (fewer socket writes).
 _REPLAY_CHUNK = 64 * 1024
@@ -60,9 +59,10 @@ class StreamRequest(msgspec.Struct, frozen=True):
 
     @classmethod
     def parse(
-        cls, request: Request[Any, Any, Any], settings: EdgeSettings, group: str | None
+        cls, request: Request[Any, Any, Any], node: EdgeNode, group: str | None
     ) -> StreamRequest | Refusal:
         """The request, or why it is refused (400/431), in the order the checks are cheap."""
+        settings = node.settings
         header_bytes = sum(len(k) + len(v) for k, v in request.scope["headers"])
         if header_bytes > settings.max_header_bytes:
             return Refusal(
@@ -94,7 +94,7 @@ class StreamRequest(msgspec.Struct, frozen=True):
             group=group,
             last_event_id=last_event_id,
             snapshot=(q.get("snapshot") or "").lower() in ("1", "true", "yes"),
-            token=_token(request, settings.token_cookie),
+            token=find_token(request, node.auth_settings.token_cookie)[0],
         )
 
 
@@ -112,13 +112,6 @@ def parse_last_event_id(raw: str | None) -> int | Refusal | None:
             "(a non-negative integer); reconnect without it to start fresh",
         )
     return int(raw)
-
-
-def _token(request: Request[Any, Any, Any], cookie: str) -> str | None:
-    auth = request.headers.get("authorization", "")
-    if auth[:7].lower() == "bearer ":
-        return auth[7:].strip()
-    return request.query_params.get("token") or request.cookies.get(cookie)
 
 
 def admit(node: EdgeNode, req: StreamRequest) -> Refusal | None:
@@ -162,14 +155,14 @@ async def stream_session(
         # Sent once the live subscription is confirmed: every event stored after the client
         # saw this line reaches it.
         yield sse.retry_frame(s.retry_ms)
-        if req.snapshot:
-            yield sse.named_frame("asset_state", await _snapshot(node, req))
+        if req.snapshot and (state := await _snapshot(node, req)) is not None:
+            yield sse.named_frame("asset_state", state)
         async for frames in _replay_frames(node, feed, client, req.last_event_id):
             yield frames
         async for frames in _live_frames(client, s.ping_interval_s, node.metrics.lag.observe):
             yield frames
     except HistoryError as exc:
-        log.warning("history replay failed for %s: %s", req.asset_uuid, exc)
+        log.warning("history replay failed: %s", exc, extra={"asset": req.asset_uuid})
         yield sse.comment(f"history unavailable ({exc}); reconnect")
     finally:
         watchdog.disarm()
@@ -186,8 +179,10 @@ def _on_cut(node: EdgeNode, watchdog: CloseWatchdog) -> Callable[[], None]:
     return on_cut
 
 
-async def _snapshot(node: EdgeNode, req: StreamRequest) -> bytes:
-    return await asset_state(node.nc, node.settings.state_bucket, req.asset_uuid, req.item_id)
+async def _snapshot(node: EdgeNode, req: StreamRequest) -> bytes | None:
+    assert node.nc is not None
+    reader = await open_reader(node.nc.jetstream(), node.layout.state_bucket)
+    return await snapshot_json(reader, req.asset_uuid, req.item_id)
 
 
 async def _replay_frames(
@@ -228,7 +223,8 @@ async def _history_frames(
     last = start - 1
     chunk: list[bytes] = []
     size = 0
-    stored = replay(node.nc, s.stream, filt, start, timeout=s.history_timeout_s)
+    assert node.nc is not None
+    stored = replay(node.nc, node.layout.stream, filt, start, timeout=s.history_timeout_s)
     async with contextlib.aclosing(stored):
         async for m in stored:
             chunk.append(sse.event_frame(m.seq, m.data))

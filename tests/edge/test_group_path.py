@@ -9,6 +9,7 @@ import jwt
 
 from compose.local_infra import NatsProcess
 from edge.app import group_name
+from ofa_contract.auth import AuthSettings
 from ofa_contract.naming import encode_token
 from tests.edge.conftest import running_edge
 from tests.edge.publisher import Publisher
@@ -34,7 +35,7 @@ def test_group_name_decodes_tokens_and_keeps_plain_names() -> None:
 async def test_encoded_group_name_routes_and_authorises(nats_private: NatsProcess) -> None:
     pub = await Publisher.connect(nats_private.url)
     try:
-        async with running_edge(nats_private.url, jwt_secret=SECRET) as edge:
+        async with running_edge(nats_private.url, auth=AuthSettings(secret=SECRET)) as edge:
             url = f"{edge.url}/group/{encode_token(GROUP)}/asset_stream?asset_uuid=HS-1"
             # The decoded name is what the token's group patterns are matched against.
             c = await sse_get(url, _bearer(groups=["Halle Süd/*"]))

@@ -10,7 +10,9 @@ import jwt
 import msgspec
 import nats
 
-from ofa_contract.streams import H_SEQUENCE, EdgeEntry
+from ofa_contract.auth import AuthSettings
+from ofa_contract.layout import NatsHeaders
+from ofa_contract.streams import EdgeEntry
 from tests.edge.conftest import running_edge
 from tests.edge.publisher import Publisher
 from tests.edge.sse_client import sse_get
@@ -26,7 +28,7 @@ async def test_live_gap_is_filled_from_the_stream(nats_private) -> None:
         to_drop = {3, 4, 9, 15}  # positions in the publishing order (two data items)
 
         def drop(msg) -> bool:
-            seq = int(msg.headers[H_SEQUENCE])
+            seq = int(msg.headers[NatsHeaders.SEQUENCE])
             if seq in drop_seqs:
                 dropped.add(seq)
                 return True
@@ -110,7 +112,7 @@ def _token(secret: str, **claims: object) -> str:
 async def test_auth_allows_and_denies(nats_private) -> None:
     pub = await Publisher.connect(nats_private.url)
     secret = "s3cret-s3cret-s3cret-s3cret-s3cret"
-    async with running_edge(nats_private.url, jwt_secret=secret) as edge:
+    async with running_edge(nats_private.url, auth=AuthSettings(secret=secret)) as edge:
         url = f"{edge.url}/asset_stream?asset_uuid=PRESS-7"
         r = await sse_get(url)
         assert r.status == 401 and "detail" in json.loads(r.body)

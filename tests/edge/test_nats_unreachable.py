@@ -5,87 +5,82 @@ on a signal, and connects when NATS comes."""
 
 from __future__ import annotations
 
-import asyncio
-import json
 import signal
 import time
-import urllib.error
-import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import nats
 import pytest
 
 from compose import local_infra
 from tests.edge.procs import EdgeProcess
+from tests.support.wait import wait_until
 
 WAITING = "waiting for NATS at {url} (NATS_URL)"
 
 
-def _ready(url: str) -> tuple[int, dict[str, object]]:
-    try:
-        with urllib.request.urlopen(url + "/ready", timeout=5) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
-
-
-def _wait_ready_issue(e: EdgeProcess, predicate: object, timeout: float = 30) -> dict[str, str]:
+async def _ready_issues(
+    e: EdgeProcess, predicate: Callable[[dict[str, str]], bool], what: str
+) -> dict[str, str]:
     """Poll /ready until ``predicate(issues)`` holds; the issues then."""
-    deadline = time.monotonic() + timeout
-    while True:
-        status, body = _ready(e.url)
-        issues = body.get("issues", {})
-        assert isinstance(issues, dict)
-        if predicate(issues):  # type: ignore[operator]
-            return issues
-        assert time.monotonic() < deadline, f"/ready stayed {status} {body}"
-        time.sleep(0.1)
+
+    async def issues() -> dict[str, str] | None:
+        async with httpx.AsyncClient(timeout=5) as c:
+            body = (await c.get(e.url + "/ready")).json()
+        found: dict[str, str] = body.get("issues", {})
+        return found if predicate(found) else None
+
+    got = await wait_until(issues, timeout=30, what=what)
+    assert got is not None
+    return got
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_unreachable_nats_not_ready_and_prompt_stop(tmp_path: Path, sig: signal.Signals) -> None:
+async def test_unreachable_nats_not_ready_and_prompt_stop(
+    tmp_path: Path, sig: signal.Signals
+) -> None:
     url = "nats://127.0.0.1:1"
-    e = EdgeProcess(url, tmp_path).start()
+    e = EdgeProcess(url, tmp_path)
+    await e.start(path="/health")
     try:
-        # Several reconnect attempts have failed (nats-py retries every 0.5 s) ...
-        issues = _wait_ready_issue(
-            e, lambda i: "nats" in i and "(4 attempts)" in i["nats"], timeout=20
+        # Several connection attempts have failed (nats.py retries every 0.5 s) ...
+        issues = await _ready_issues(
+            e, lambda i: "(4 attempts)" in i.get("nats", ""), "4 failed attempts on /ready"
         )
         assert WAITING.format(url=url) in issues["nats"]
         t0 = time.monotonic()
-        assert e.proc is not None
-        e.proc.send_signal(sig)
-        rc = e.proc.wait(10)
-        assert rc == 0 and time.monotonic() - t0 < 5
+        e.send_signal(sig)
+        assert await e.wait_exit(10) == 0
+        assert time.monotonic() - t0 < 5
     finally:
-        e.stop()
-    log = e.log_path.read_text()
-    # ... but the log said it once (the next line is due after 5 s at the earliest).
+        await e.stop()
+    log = e.log_text()
+    # ... but the log said what it waits for once (the next line is due after 5 s).
     assert log.count(WAITING.format(url=url)) == 1, log
-    assert "NATS error" not in log
+    assert log.count("ConnectionRefusedError") == 2, log  # that line, and the connection's own
 
 
 async def test_connects_when_nats_comes_later(tmp_path: Path) -> None:
     cfg = local_infra.private_config(tmp_path)
     server = local_infra.NatsProcess(cfg)
-    e = EdgeProcess(server.url, tmp_path).start()
+    e = EdgeProcess(server.url, tmp_path)
+    await e.start(path="/health")
     try:
-        issues = await asyncio.to_thread(_wait_ready_issue, e, lambda i: "nats" in i)
+        issues = await _ready_issues(e, lambda i: "nats" in i, "nats on /ready")
         assert WAITING.format(url=server.url) in issues["nats"]
         server.start()
         await server.wait_ready()
-        # Connected: what is missing now is the stream (nobody created it), not NATS.
-        issues = await asyncio.to_thread(
-            _wait_ready_issue, e, lambda i: "nats" not in i and "stream" in i
-        )
+        # Connected and registered: what is missing now is the stream (nobody created it).
+        await _ready_issues(e, lambda i: list(i) == ["stream"], "only the stream missing")
         nc = await nats.connect(server.url)
         try:
             kv = await nc.jetstream().key_value("ofa_edges")
             assert (await kv.get(f"edge-{e.port}")).value  # registered
         finally:
             await nc.close()
-        assert await asyncio.to_thread(e.terminate) == 0
+        assert await e.terminate() == 0
     finally:
-        e.stop()
+        await e.stop()
         server.stop()
