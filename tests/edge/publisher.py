@@ -49,22 +49,9 @@ class Publisher:
         self, asset_uuid: str, item_id: str, value: object, upper: bool = True
     ) -> int:
         """Publish one record (OpenFactory upper-case keys or MTConnect lower-case); its seq."""
-        if upper:
-            rec = {
-                "ID": item_id,
-                "VALUE": value,
-                "TAG": "Tag",
-                "TYPE": "Samples",
-                "attributes": {"timestamp": "2025-01-01T00:00:00.000Z"},
-            }
-        else:
-            rec = {
-                "id": item_id,
-                "value": value,
-                "tag": "Tag",
-                "type": "Samples",
-                "attributes": {"timestamp": "2025-01-01T00:00:00.000Z"},
-            }
+        keys = ("ID", "VALUE", "TAG", "TYPE") if upper else ("id", "value", "tag", "type")
+        rec = dict(zip(keys, (item_id, value, "Tag", "Samples"), strict=True))
+        rec["attributes"] = {"timestamp": "2025-01-01T00:00:00.000Z"}
         data = msgspec.json.encode(rec)
         ack = await self.js.publish(
             self.layout.stream_subject(asset_uuid, item_id),
