@@ -11,6 +11,7 @@ from playwright.async_api import async_playwright
 from tests.edge.procs import EdgeProcess
 from tests.edge.publisher import Publisher
 from tests.helpers import CHROMIUM_ARGS
+from tests.support.wait import wait_until
 
 PAGE_JS = """(url) => {
   window.got = []; window.opens = 0;
@@ -23,13 +24,7 @@ PAGE_JS = """(url) => {
 
 
 async def wait_for(page, expr: str, timeout: float = 20.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        val = await page.evaluate(expr)
-        if val:
-            return val
-        assert time.monotonic() < deadline, f"browser never satisfied {expr}"
-        await asyncio.sleep(0.1)
+    return await wait_until(lambda: page.evaluate(expr), timeout=timeout, what=expr)
 
 
 async def test_browser_eventsource_receives_and_resumes(nats_private, tmp_path) -> None:

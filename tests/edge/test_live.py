@@ -17,6 +17,7 @@ from tests.edge.conftest import running_edge
 from tests.edge.publisher import Publisher
 from tests.edge.sse_client import sse_get
 from tests.edge.test_stream import wait_subscribed
+from tests.support.wait import wait_until
 
 
 async def test_live_gap_is_filled_from_the_stream(nats_private) -> None:
@@ -87,10 +88,12 @@ async def test_slow_client_is_cut_fast_client_unaffected_and_resume_completes(na
             sent.extend(sorted(int(a.seq) for a in acks))
         await asyncio.wait_for(reader, 60)
         assert fast_got == sent  # the fast client got everything, in order
-        deadline = time.monotonic() + 20
-        while edge.metric("ofa_edge_slow_client_cuts_total") < 1:
-            assert time.monotonic() < deadline, "slow client was never cut"
-            await asyncio.sleep(0.05)
+        await wait_until(
+            lambda: edge.metric("ofa_edge_slow_client_cuts_total") >= 1,
+            timeout=20,
+            what="slow client cut",
+            interval=0.05,
+        )
         # The slow client now reads what reached it, then the comment saying why, then EOF.
         slow_got = await slow.drain_to_end(timeout=30)
         assert any("too slow" in c for c in slow.parser.comments)
@@ -180,20 +183,22 @@ async def test_limits_health_ready_metrics_and_registry(nats_private) -> None:
         # Registry: the entry is there, refreshed with the connection count.
         nc = await nats.connect(nats_private.url)
         kv = await nc.jetstream().key_value("ofa_edges")
-        deadline = time.monotonic() + 10
-        while True:
-            entry = msgspec.json.decode((await kv.get(edge.state.edge_id)).value, type=EdgeEntry)
-            if entry.connections == 2:
-                break
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.2)
+
+        async def refreshed() -> EdgeEntry | None:
+            raw = (await kv.get(edge.state.edge_id)).value
+            entry = msgspec.json.decode(raw, type=EdgeEntry)
+            return entry if entry.connections == 2 else None
+
+        entry = await wait_until(refreshed, timeout=10, what="registry entry with 2 connections")
         assert entry.url == "http://edge-a.example:8100" and entry.groups == ["WC1", "Paint*"]
         await a.close()
         await b.close()
-        deadline = time.monotonic() + 10
-        while edge.metric("ofa_edge_asset_subscriptions") != 0:  # last client gone: unsubscribed
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.05)
+        await wait_until(  # last client gone: unsubscribed
+            lambda: edge.metric("ofa_edge_asset_subscriptions") == 0,
+            timeout=10,
+            what="no asset subscription",
+            interval=0.05,
+        )
         await pub.close()
     try:
         await kv.get(edge.state.edge_id)
