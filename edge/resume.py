@@ -14,6 +14,8 @@ from typing import Any
 
 import msgspec
 from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
@@ -66,17 +68,7 @@ async def replay(
     )
     consumer: str | None = None
     try:
-        cfg = ConsumerConfig(
-            deliver_subject=inbox,
-            filter_subject=filter_subject,
-            deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
-            opt_start_seq=max(1, start_seq),
-            ack_policy=AckPolicy.NONE,
-            mem_storage=True,
-            num_replicas=1,
-            inactive_threshold=5.0,
-            max_ack_pending=-1,
-        )
+        cfg = _replay_config(inbox, filter_subject, start_seq)
         try:
             info = await js.add_consumer(stream, cfg, timeout=timeout)
         except Exception as exc:
@@ -86,19 +78,9 @@ async def replay(
             return
         expected_cseq = 1
         while True:
-            try:
-                msg = await sub.next_msg(timeout=timeout)
-            except Exception as exc:  # nats-py raises its own TimeoutError type
-                raise HistoryError(
-                    f"replay of {filter_subject} stalled after {expected_cseq - 1} messages: {exc}"
-                ) from exc
-            md = msg.metadata
-            if md.sequence.consumer != expected_cseq:
-                raise HistoryError(
-                    f"replay of {filter_subject} lost a message "
-                    f"(consumer seq {md.sequence.consumer}, expected {expected_cseq})"
-                )
+            msg = await _next_delivery(sub, filter_subject, expected_cseq, timeout)
             expected_cseq += 1
+            md = msg.metadata
             yield StoredMsg(md.sequence.stream, msg.subject, msg.data)
             if md.num_pending == 0:
                 return
@@ -109,6 +91,39 @@ async def replay(
             # The consumer would expire by itself (inactive_threshold); deleting it now keeps a
             # burst of resumes from piling consumers up on the server. Not awaited by the client.
             _cleanups.spawn(_delete_consumer(nc, stream, consumer), name="delete-replay-consumer")
+
+
+def _replay_config(inbox: str, filter_subject: str, start_seq: int) -> ConsumerConfig:
+    """An ephemeral push consumer in memory, without acks, from ``start_seq`` on."""
+    return ConsumerConfig(
+        deliver_subject=inbox,
+        filter_subject=filter_subject,
+        deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+        opt_start_seq=max(1, start_seq),
+        ack_policy=AckPolicy.NONE,
+        mem_storage=True,
+        num_replicas=1,
+        inactive_threshold=5.0,
+        max_ack_pending=-1,
+    )
+
+
+async def _next_delivery(
+    sub: Subscription, filter_subject: str, expected: int, timeout: float
+) -> Msg:
+    """The next delivery of a replay, which must be consumer sequence ``expected``."""
+    try:
+        msg = await sub.next_msg(timeout=timeout)
+    except Exception as exc:  # nats-py raises its own TimeoutError type
+        raise HistoryError(
+            f"replay of {filter_subject} stalled after {expected - 1} messages: {exc}"
+        ) from exc
+    got = msg.metadata.sequence.consumer
+    if got != expected:
+        raise HistoryError(
+            f"replay of {filter_subject} lost a message (consumer seq {got}, expected {expected})"
+        )
+    return msg
 
 
 async def _delete_consumer(nc: NatsClient, stream: str, consumer: str) -> None:
