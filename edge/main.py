@@ -17,7 +17,7 @@ from ofa_contract.auth import AuthSettings
 from ofa_contract.layout import Layout
 from ofa_contract.runtime.serve import build_server as build_uvicorn
 from ofa_contract.runtime.serve import run_uvicorn
-from ofa_contract.settings import CommonSettings, describe, from_env
+from ofa_contract.settings import CommonSettings, from_env, settings_help
 
 #: uvicorn options of an edge: a burst of reconnecting clients (an edge died) must not find the
 #: listen queue full; idle keep-alive connections are not worth holding.
@@ -52,8 +52,7 @@ def main(argv: list[str]) -> int:
     """Entry point of `ofa-serving edge`."""
     parser = argparse.ArgumentParser(
         prog="ofa-serving edge",
-        description="Run one SSE edge node. Settings come from EDGE_* variables:\n"
-        + "\n".join(f"  {n} (default {d})" for n, d, _ in describe(EdgeSettings)),
+        description=settings_help(EdgeSettings, "Run one SSE edge node."),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--host", help="override EDGE_HOST")
