@@ -149,6 +149,10 @@ def print_budget(rows: dict[int, list[RowResult]]) -> None:
             ["hop", "events", "p50", "p99", "+p50", "+p99"],
             budget_rows(pooled),
         )
+    print(
+        "(+p50/+p99: this hop's percentile minus the previous hop's; percentiles do not add, so "
+        "a small negative value is noise; the edge hop reads only a few assets)"
+    )
 
 
 def print_cpu(rows: dict[int, list[RowResult]]) -> None:
