@@ -3,6 +3,8 @@
 The feed encodes each live event once (:func:`edge.sse.event_frame`) and appends the same bytes
 to every client's queue. Appending never waits: a client whose queue exceeds its byte bound is
 cut off (it resumes by Last-Event-ID), so a slow client never slows the subscription or others.
+The bound leaves out the largest queued frame: one frame may be larger than the bound (a record
+of up to 1 MiB is valid) and still reaches a client that reads (docs/decisions.md, "big frame").
 
 Per-subject sequence headers (``Nats-Sequence``/``Nats-Last-Sequence``, added by the stream's
 RePublish) reveal a live message that never arrived; the feed then holds later messages back,
@@ -49,11 +51,13 @@ class Client:
         "floor",
         "held",
         "held_bytes",
+        "held_largest",
         "item_token",
         "limit",
         "on_cut",
         "queue",
         "queue_bytes",
+        "queue_largest",
         "queued_at",
         "replaying",
         "task",
@@ -65,6 +69,8 @@ class Client:
         self.limit = limit
         self.queue: deque[bytes] = deque()
         self.queue_bytes = 0
+        #: Size of the largest frame queued: it does not count against ``limit``.
+        self.queue_largest = 0
         self.queued_at = 0.0
         self.wakeup = asyncio.Event()
         self.closed: str | None = None
@@ -74,6 +80,7 @@ class Client:
         self.floor = 0
         self.held: list[tuple[int, bytes]] = []
         self.held_bytes = 0
+        self.held_largest = 0
         self.on_cut = on_cut
         self.task: asyncio.Task[Any] | None = None
 
@@ -85,17 +92,23 @@ class Client:
             or (self.item_token is not None and token != self.item_token)
         ):
             return False
+        size = len(frame)
         if self.replaying:
             self.held.append((seq, frame))
-            self.held_bytes += len(frame)
-            if self.held_bytes > self.limit:
+            self.held_bytes += size
+            self.held_largest = max(self.held_largest, size)
+            if self.held_bytes - self.held_largest > self.limit:
                 self.cut("too many live events arrived while replaying history")
             return True
         if not self.queue:
             self.queued_at = time.monotonic()
         self.queue.append(frame)
-        self.queue_bytes += len(frame)
-        if self.queue_bytes > self.limit:
+        self.queue_bytes += size
+        if size > self.queue_largest:
+            self.queue_largest = size
+        # The queue is only ever emptied whole (take, cut), so the largest frame stays queued
+        # until the sums are reset: what exceeds the bound is what the client did not read.
+        if self.queue_bytes - self.queue_largest > self.limit:
             self.cut(f"client too slow: more than {self.limit} bytes queued")
             return False
         if not self.wakeup.is_set():
@@ -111,8 +124,10 @@ class Client:
                     self.queued_at = time.monotonic()
                 self.queue.append(frame)
                 self.queue_bytes += len(frame)
+                self.queue_largest = max(self.queue_largest, len(frame))
         self.held = []
         self.held_bytes = 0
+        self.held_largest = 0
         self.replaying = False
         if self.queue:
             self.wakeup.set()
@@ -125,6 +140,7 @@ class Client:
         self.drop_on_close = True
         self.queue.clear()
         self.queue_bytes = 0
+        self.queue_largest = 0
         self.held = []
         self.wakeup.set()
         self.on_cut()
@@ -140,6 +156,7 @@ class Client:
         data = b"".join(self.queue) if len(self.queue) != 1 else self.queue[0]
         self.queue.clear()
         self.queue_bytes = 0
+        self.queue_largest = 0
         return data
 
 
