@@ -46,6 +46,8 @@ _REPLAY_CHUNK = 64 * 1024
 SSE_HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
 #: Key under which :class:`TransportCapture` leaves uvicorn's transport in the ASGI scope.
 TRANSPORT_KEY = "ofa.transport"
+#: Key under which it leaves uvicorn's request cycle (for :class:`edge.sse.DirectWriter`).
+CYCLE_KEY = "ofa.cycle"
 #: Longest encoded asset uuid plus data item id accepted. Both end up in NATS subjects, and a
 #: protocol line longer than the server's max_control_line (4096 by default) makes nats-server
 #: close the edge's connection: one such request would cut every client of the node.
@@ -231,6 +233,7 @@ async def _stream_body(
     last_id: int | None,
     snapshot: bool,
     transport: Any,
+    cycle: Any = None,
 ) -> AsyncIterator[bytes]:
     s = st.settings
     hub = st.hub
@@ -289,6 +292,8 @@ async def _stream_body(
                 if chunk:
                     yield b"".join(chunk)
         client.end_replay(last_replayed)
+        # Response started (retry: went out), so uvicorn's framing is known from here on.
+        client.writer = sse.DirectWriter.of(cycle)
         ping = s.ping_interval_s
         observe = metrics.lag.observe
         while True:
@@ -302,11 +307,15 @@ async def _stream_body(
                 yield sse.comment(client.closed)
                 return
             client.wakeup.clear()
+            client.parked = True  # nothing queued, nothing in flight: live frames go direct
             try:
                 async with asyncio.timeout(ping):
                     await client.wakeup.wait()
             except TimeoutError:
+                client.parked = False
                 yield sse.comment("ping")
+            finally:
+                client.parked = False
     except HistoryError as exc:
         log.warning("history replay failed for %s: %s", asset_uuid, exc)
         yield sse.comment(f"history unavailable ({exc}); reconnect")
@@ -382,6 +391,7 @@ def create_app(settings: EdgeSettings, common: CommonSettings) -> Litestar:
             last_id,
             snapshot,
             request.scope.get(TRANSPORT_KEY),  # type: ignore[call-overload]
+            request.scope.get(CYCLE_KEY),  # type: ignore[call-overload]
         )
         return Stream(body, media_type="text/event-stream", headers=SSE_HEADERS)
 
@@ -467,5 +477,7 @@ class TransportCapture:
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope.get("type") == "http":
-            scope[TRANSPORT_KEY] = getattr(getattr(send, "__self__", None), "transport", None)
+            cycle = getattr(send, "__self__", None)
+            scope[TRANSPORT_KEY] = getattr(cycle, "transport", None)
+            scope[CYCLE_KEY] = cycle
         await self.app(scope, receive, send)

@@ -43,6 +43,9 @@ class Client:
 
     While the client replays history it is ``replaying``: live frames are held aside and, at the
     hand-over, only those after the last replayed sequence are kept (no gap, no duplicate).
+
+    While its stream is ``parked`` (idle, waiting for the wake-up, nothing queued) and it has a
+    ``writer``, a live frame is written straight to its socket: no wake-up, no queue.
     """
 
     __slots__ = (
@@ -55,6 +58,7 @@ class Client:
         "item_token",
         "limit",
         "on_cut",
+        "parked",
         "queue",
         "queue_bytes",
         "queue_largest",
@@ -62,6 +66,7 @@ class Client:
         "replaying",
         "task",
         "wakeup",
+        "writer",
     )
 
     def __init__(self, item_token: str | None, limit: int, on_cut: Callable[[], None]) -> None:
@@ -83,15 +88,27 @@ class Client:
         self.held_largest = 0
         self.on_cut = on_cut
         self.task: asyncio.Task[Any] | None = None
+        #: Set by the stream while it waits for the wake-up with nothing queued.
+        self.parked = False
+        self.writer: sse.DirectWriter | None = None
 
-    def push(self, seq: int, token: str, frame: bytes) -> bool:
-        """Queue a live frame; returns False when it was not queued (filtered, closed, cut)."""
+    def push(self, seq: int, token: str, frame: bytes, chunked: bytes | None = None) -> bool:
+        """Deliver a live frame (``chunked``: the same as an HTTP chunk, if already built):
+        written now when the stream is parked, else queued. False when it was not delivered
+        (filtered, closed, cut)."""
         if (
             self.closed is not None
             or seq <= self.floor
             or (self.item_token is not None and token != self.item_token)
         ):
             return False
+        if self.parked:
+            writer = self.writer
+            if writer is not None and writer.write(chunked or sse.chunk(frame)):
+                return True
+            # The socket pushes back: from now on frames queue (in order) until the stream
+            # has sent them through its own flow-controlled path and parks again.
+            self.parked = False
         size = len(frame)
         if self.replaying:
             self.held.append((seq, frame))
@@ -257,9 +274,10 @@ class AssetFeed:
     def _deliver(self, token: str, live_subject: str, seq: int, data: bytes) -> None:
         self.last_by_subject[live_subject] = seq
         frame = sse.event_frame(seq, data)
+        chunked = sse.chunk(frame)
         n = 0
         for client in self.clients:
-            if client.push(seq, token, frame):
+            if client.push(seq, token, frame, chunked):
                 n += 1
         if n:
             self.hub.metrics.delivered.inc(n)

@@ -37,7 +37,8 @@ class EdgeMetrics:
         self.rejected = Counter("edge_rejected_streams", "Streams refused", ["reason"], registry=r)
         self.lag = Histogram(
             "edge_delivery_lag_seconds",
-            "Time from NATS receipt to writing to the client's socket",
+            "Time from NATS receipt to writing to the client's socket, for frames that waited"
+            " in a client's queue (a frame written straight to an idle stream has no wait)",
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
             registry=r,
         )
