@@ -49,7 +49,9 @@ class DirectWriter:
 
     Only valid while the response's own body iterator is idle (nothing of it is in flight),
     which the caller guarantees; refuses (returns False) when the socket pushes back or the
-    response is over, and the frame then takes the ASGI path with its flow control.
+    response is over, and the frame then takes the ASGI path with its flow control. The bytes
+    bypass every ASGI middleware: a middleware that transforms bodies (compression) must not be
+    put in front of the stream routes.
     """
 
     __slots__ = ("_cycle", "_flow", "_transport")
