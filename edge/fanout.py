@@ -38,6 +38,44 @@ _LIVE_PENDING_MSGS = 1_000_000
 _LIVE_PENDING_BYTES = 512 * 1024 * 1024
 
 
+class Wakeup:
+    """``asyncio.Event`` for one waiter, without the Event's waiter deque (about 600 bytes per
+    stream; idle memory per connection is a goal of its own, docs/decisions.md)."""
+
+    __slots__ = ("_flag", "_fut")
+
+    def __init__(self) -> None:
+        self._flag = False
+        self._fut: asyncio.Future[None] | None = None
+
+    def is_set(self) -> bool:
+        """Whether :meth:`set` was called since the last :meth:`clear`."""
+        return self._flag
+
+    def set(self) -> None:
+        """Set the flag and wake the waiter, if any."""
+        if not self._flag:
+            self._flag = True
+            fut = self._fut
+            if fut is not None and not fut.done():
+                fut.set_result(None)
+
+    def clear(self) -> None:
+        """Reset the flag."""
+        self._flag = False
+
+    async def wait(self) -> None:
+        """Until the flag is set (at once if it is); one waiter at a time."""
+        if self._flag:
+            return
+        fut = asyncio.get_running_loop().create_future()
+        self._fut = fut
+        try:
+            await fut
+        finally:
+            self._fut = None
+
+
 class Client:
     """One SSE stream: a bounded queue of pre-encoded frames and a wake-up event.
 
@@ -72,12 +110,14 @@ class Client:
     def __init__(self, item_token: str | None, limit: int, on_cut: Callable[[], None]) -> None:
         self.item_token = item_token
         self.limit = limit
-        self.queue: deque[bytes] = deque()
+        # A list, not a deque: it is only appended to and emptied whole, and an empty deque
+        # costs about 600 bytes per stream.
+        self.queue: list[bytes] = []
         self.queue_bytes = 0
         #: Size of the largest frame queued: it does not count against ``limit``.
         self.queue_largest = 0
         self.queued_at = 0.0
-        self.wakeup = asyncio.Event()
+        self.wakeup = Wakeup()
         self.closed: str | None = None
         self.drop_on_close = False
         self.replaying = True
@@ -431,4 +471,4 @@ class Hub:
             client.close(reason)
 
 
-__all__ = ["AssetFeed", "Client", "HistoryError", "Hub"]
+__all__ = ["AssetFeed", "Client", "HistoryError", "Hub", "Wakeup"]
