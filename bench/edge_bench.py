@@ -29,6 +29,7 @@ from nats.js.api import RePublish, StreamConfig
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.common import run_fast  # noqa: E402
 from compose.local_infra import NatsProcess, free_port, private_config  # noqa: E402
 
 ID_RE = re.compile(rb"id: (\d+)\n")
@@ -363,13 +364,7 @@ def main() -> None:
     ap.add_argument("--rate", type=int, default=12_000, help="published events/s (x10 clients)")
     ap.add_argument("--resume-clients", type=int, default=10_000)
     args = ap.parse_args()
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:
-        pass
-    asyncio.run(main_async(args))
+    run_fast(main_async(args))
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from edge.node import EdgeNode
 from edge.openapi import openapi_document
 from edge.session import Refusal, StreamRequest, admit, stream_session
 from edge.settings import EdgeSettings
-from edge.transport import TRANSPORT_KEY
+from edge.transport import CYCLE_KEY, TRANSPORT_KEY
 from ofa_contract import __version__
 from ofa_contract.auth import AuthSettings
 from ofa_contract.layout import DEFAULT_LAYOUT, Layout
@@ -58,7 +58,8 @@ def _open_stream(
     if refusal is not None:
         return _refuse(node, refusal)
     transport = request.scope.get(TRANSPORT_KEY)  # type: ignore[call-overload]
-    body = stream_session(node, req, transport)
+    cycle = request.scope.get(CYCLE_KEY)  # type: ignore[call-overload]
+    body = stream_session(node, req, transport, cycle)
     return Stream(body, media_type="text/event-stream", headers=SSE_HEADERS)
 
 

@@ -3,6 +3,8 @@
 The feed encodes each live event once (:func:`edge.sse.event_frame`) and appends the same bytes
 to every client's queue. Appending never waits: a client whose queue exceeds its byte bound is
 cut off (it resumes by Last-Event-ID), so a slow client never slows the subscription or others.
+The bound leaves out the largest queued frame: one frame may be larger than the bound (a record
+of up to 1 MiB is valid) and still reaches a client that reads (docs/decisions.md, "big frame").
 
 Per-subject sequence headers (``Nats-Sequence``/``Nats-Last-Sequence``, added by the stream's
 RePublish) reveal a live message that never arrived; the feed then holds later messages back,
@@ -36,11 +38,52 @@ _LIVE_PENDING_MSGS = 1_000_000
 _LIVE_PENDING_BYTES = 512 * 1024 * 1024
 
 
+class Wakeup:
+    """``asyncio.Event`` for one waiter, without the Event's waiter deque (about 600 bytes per
+    stream; idle memory per connection is a goal of its own, docs/decisions.md)."""
+
+    __slots__ = ("_flag", "_fut")
+
+    def __init__(self) -> None:
+        self._flag = False
+        self._fut: asyncio.Future[None] | None = None
+
+    def is_set(self) -> bool:
+        """Whether :meth:`set` was called since the last :meth:`clear`."""
+        return self._flag
+
+    def set(self) -> None:
+        """Set the flag and wake the waiter, if any."""
+        if not self._flag:
+            self._flag = True
+            fut = self._fut
+            if fut is not None and not fut.done():
+                fut.set_result(None)
+
+    def clear(self) -> None:
+        """Reset the flag."""
+        self._flag = False
+
+    async def wait(self) -> None:
+        """Until the flag is set (at once if it is); one waiter at a time."""
+        if self._flag:
+            return
+        fut = asyncio.get_running_loop().create_future()
+        self._fut = fut
+        try:
+            await fut
+        finally:
+            self._fut = None
+
+
 class Client:
     """One SSE stream: a bounded queue of pre-encoded frames and a wake-up event.
 
     While the client replays history it is ``replaying``: live frames are held aside and, at the
     hand-over, only those after the last replayed sequence are kept (no gap, no duplicate).
+
+    While its stream is ``parked`` (idle, waiting for the wake-up, nothing queued) and it has a
+    ``writer``, a live frame is written straight to its socket: no wake-up, no queue.
     """
 
     __slots__ = (
@@ -49,24 +92,32 @@ class Client:
         "floor",
         "held",
         "held_bytes",
+        "held_largest",
         "item_token",
         "limit",
         "on_cut",
+        "parked",
         "queue",
         "queue_bytes",
+        "queue_largest",
         "queued_at",
         "replaying",
         "task",
         "wakeup",
+        "writer",
     )
 
     def __init__(self, item_token: str | None, limit: int, on_cut: Callable[[], None]) -> None:
         self.item_token = item_token
         self.limit = limit
-        self.queue: deque[bytes] = deque()
+        # A list, not a deque: it is only appended to and emptied whole, and an empty deque
+        # costs about 600 bytes per stream.
+        self.queue: list[bytes] = []
         self.queue_bytes = 0
+        #: Size of the largest frame queued: it does not count against ``limit``.
+        self.queue_largest = 0
         self.queued_at = 0.0
-        self.wakeup = asyncio.Event()
+        self.wakeup = Wakeup()
         self.closed: str | None = None
         self.drop_on_close = False
         self.replaying = True
@@ -74,28 +125,47 @@ class Client:
         self.floor = 0
         self.held: list[tuple[int, bytes]] = []
         self.held_bytes = 0
+        self.held_largest = 0
         self.on_cut = on_cut
         self.task: asyncio.Task[Any] | None = None
+        #: Set by the stream while it waits for the wake-up with nothing queued.
+        self.parked = False
+        self.writer: sse.DirectWriter | None = None
 
-    def push(self, seq: int, token: str, frame: bytes) -> bool:
-        """Queue a live frame; returns False when it was not queued (filtered, closed, cut)."""
+    def push(self, seq: int, token: str, frame: bytes, chunked: bytes | None = None) -> bool:
+        """Deliver a live frame (``chunked``: the same as an HTTP chunk, if already built):
+        written now when the stream is parked, else queued. False when it was not delivered
+        (filtered, closed, cut)."""
         if (
             self.closed is not None
             or seq <= self.floor
             or (self.item_token is not None and token != self.item_token)
         ):
             return False
+        if self.parked:
+            writer = self.writer
+            if writer is not None and writer.write(chunked or sse.chunk(frame)):
+                return True
+            # The socket pushes back: from now on frames queue (in order) until the stream
+            # has sent them through its own flow-controlled path and parks again.
+            self.parked = False
+        size = len(frame)
         if self.replaying:
             self.held.append((seq, frame))
-            self.held_bytes += len(frame)
-            if self.held_bytes > self.limit:
+            self.held_bytes += size
+            self.held_largest = max(self.held_largest, size)
+            if self.held_bytes - self.held_largest > self.limit:
                 self.cut("too many live events arrived while replaying history")
             return True
         if not self.queue:
             self.queued_at = time.monotonic()
         self.queue.append(frame)
-        self.queue_bytes += len(frame)
-        if self.queue_bytes > self.limit:
+        self.queue_bytes += size
+        if size > self.queue_largest:
+            self.queue_largest = size
+        # The queue is only ever emptied whole (take, cut), so the largest frame stays queued
+        # until the sums are reset: what exceeds the bound is what the client did not read.
+        if self.queue_bytes - self.queue_largest > self.limit:
             self.cut(f"client too slow: more than {self.limit} bytes queued")
             return False
         if not self.wakeup.is_set():
@@ -111,8 +181,10 @@ class Client:
                     self.queued_at = time.monotonic()
                 self.queue.append(frame)
                 self.queue_bytes += len(frame)
+                self.queue_largest = max(self.queue_largest, len(frame))
         self.held = []
         self.held_bytes = 0
+        self.held_largest = 0
         self.replaying = False
         if self.queue:
             self.wakeup.set()
@@ -125,6 +197,7 @@ class Client:
         self.drop_on_close = True
         self.queue.clear()
         self.queue_bytes = 0
+        self.queue_largest = 0
         self.held = []
         self.wakeup.set()
         self.on_cut()
@@ -140,6 +213,7 @@ class Client:
         data = b"".join(self.queue) if len(self.queue) != 1 else self.queue[0]
         self.queue.clear()
         self.queue_bytes = 0
+        self.queue_largest = 0
         return data
 
 
@@ -240,9 +314,10 @@ class AssetFeed:
     def _deliver(self, token: str, live_subject: str, seq: int, data: bytes) -> None:
         self.last_by_subject[live_subject] = seq
         frame = sse.event_frame(seq, data)
+        chunked = sse.chunk(frame)
         n = 0
         for client in self.clients:
-            if client.push(seq, token, frame):
+            if client.push(seq, token, frame, chunked):
                 n += 1
         if n:
             self.hub.metrics.delivered.inc(n)
@@ -396,4 +471,4 @@ class Hub:
             client.close(reason)
 
 
-__all__ = ["AssetFeed", "Client", "HistoryError", "Hub"]
+__all__ = ["AssetFeed", "Client", "HistoryError", "Hub", "Wakeup"]

@@ -39,7 +39,8 @@ class EdgeMetrics:
         self.rejected = counter("rejected_streams", "Streams refused", ("reason",))
         self.lag = Histogram(
             metric_name("edge", "delivery_lag_seconds"),
-            "Time from NATS receipt to writing to the client's socket",
+            "Time from NATS receipt to writing to the client's socket, for frames that waited"
+            " in a client's queue (a frame written straight to an idle stream has no wait)",
             buckets=_LAG_BUCKETS,
             registry=self.registry,
         )

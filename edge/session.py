@@ -134,9 +134,13 @@ def admit(node: EdgeNode, req: StreamRequest) -> Refusal | None:
 
 
 async def stream_session(
-    node: EdgeNode, req: StreamRequest, transport: Any
+    node: EdgeNode, req: StreamRequest, transport: Any, cycle: Any = None
 ) -> AsyncIterator[bytes]:
-    """The body of one admitted stream, from the ``retry:`` line to its closing comment."""
+    """The body of one admitted stream, from the ``retry:`` line to its closing comment.
+
+    ``cycle`` is uvicorn's request cycle (see :class:`edge.sse.DirectWriter`): with it, live
+    frames for an idle stream are written straight to the socket instead of through this
+    generator."""
     s = node.settings
     hub = node.hub
     assert hub is not None
@@ -159,6 +163,8 @@ async def stream_session(
             yield sse.named_frame("asset_state", state)
         async for frames in _replay_frames(node, feed, client, req.last_event_id):
             yield frames
+        # The response has started (retry: went out), so uvicorn's framing is known from here on.
+        client.writer = sse.DirectWriter.of(cycle)
         async for frames in _live_frames(client, s.ping_interval_s, node.metrics.lag.observe):
             yield frames
     except HistoryError as exc:
@@ -258,8 +264,12 @@ async def _live_frames(
             yield sse.comment(client.closed)
             return
         client.wakeup.clear()
+        client.parked = True  # nothing queued, nothing in flight: live frames go direct
         try:
             async with asyncio.timeout(ping_s):
                 await client.wakeup.wait()
         except TimeoutError:
+            client.parked = False
             yield sse.comment("ping")
+        finally:
+            client.parked = False

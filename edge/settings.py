@@ -45,7 +45,8 @@ class EdgeSettings(msgspec.Struct, kw_only=True, frozen=True):
     retry_ms: NonNegativeInt = 2000
     #: Seconds between ``: ping`` comments on an idle stream.
     ping_interval_s: Seconds = 15.0
-    #: Bytes a client may have queued before it is cut off as too slow.
+    #: Bytes a client may have queued, besides its largest queued frame (a record may be larger),
+    #: before it is cut off as too slow.
     client_queue_bytes: PositiveInt = 256 * 1024
     #: Seconds a cut or closing client gets to take its final comment before the socket is
     #: dropped (a client that stopped reading would otherwise hold its connection forever).

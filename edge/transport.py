@@ -15,6 +15,8 @@ from typing import Any
 
 #: Key under which :class:`TransportCapture` leaves uvicorn's transport in the ASGI scope.
 TRANSPORT_KEY = "ofa.transport"
+#: Key under which it leaves uvicorn's request cycle (for :class:`edge.sse.DirectWriter`).
+CYCLE_KEY = "ofa.cycle"
 
 
 class TransportCapture:
@@ -27,7 +29,9 @@ class TransportCapture:
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope.get("type") == "http":
             # uvicorn's ``send`` is a bound method of its protocol object, which has the transport.
-            scope[TRANSPORT_KEY] = getattr(getattr(send, "__self__", None), "transport", None)
+            cycle = getattr(send, "__self__", None)
+            scope[TRANSPORT_KEY] = getattr(cycle, "transport", None)
+            scope[CYCLE_KEY] = cycle
         await self.app(scope, receive, send)
 
 
