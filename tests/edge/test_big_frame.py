@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import re
-import urllib.request
 
+import httpx
 import msgspec
 import pytest
 
@@ -99,9 +99,9 @@ def test_a_big_frame_arriving_during_replay_is_held() -> None:
     assert cuts == ["cut"]
 
 
-def _metric(url: str, name: str) -> float:
-    with urllib.request.urlopen(url + "/metrics", timeout=5) as r:
-        text = r.read().decode()
+async def _metric(url: str, name: str) -> float:
+    async with httpx.AsyncClient(timeout=5) as http:
+        text = (await http.get(url + "/metrics")).text
     m = re.search(rf"^{name} (\S+)$", text, re.M)
     return float(m.group(1)) if m else 0.0
 
@@ -127,10 +127,11 @@ async def test_largest_record_reaches_many_reading_clients_and_a_stuck_one_is_cu
     nats_private, tmp_path
 ) -> None:
     pub = await Publisher.connect(nats_private.url)
-    edge = await asyncio.to_thread(EdgeProcess(nats_private.url, tmp_path).start)
+    edge = EdgeProcess(nats_private.url, tmp_path)
+    await edge.start()
     try:
         url = f"{edge.url}/asset_stream?asset_uuid={ASSET}"
-        assert _metric(edge.url, "edge_slow_client_cuts_total") == 0
+        assert await _metric(edge.url, "ofa_edge_slow_client_cuts_total") == 0
         readers: list[SSEConnection] = list(
             await asyncio.gather(*(sse_get(url) for _ in range(CLIENTS)))
         )
@@ -143,7 +144,7 @@ async def test_largest_record_reaches_many_reading_clients_and_a_stuck_one_is_cu
         # Rounds until the stuck client is cut (it holds a frame, its kernel buffers fill, then
         # its queue exceeds the bound beside the largest frame); each round waits for every
         # reader, as a reading client would keep up.
-        while _metric(edge.url, "edge_slow_client_cuts_total") == 0:
+        while await _metric(edge.url, "ofa_edge_slow_client_cuts_total") == 0:
             rounds += 1
             assert rounds <= 16, "a client that never reads was not cut"
             seqs, big_seq, big = await _publish_round(pub, rounds)
@@ -160,7 +161,9 @@ async def test_largest_record_reaches_many_reading_clients_and_a_stuck_one_is_cu
                         assert e.data.encode() == bigs[int(e.id)]
         for mine in got:
             assert mine == sent  # every event, in order, nothing twice
-        assert _metric(edge.url, "edge_slow_client_cuts_total") == 1  # only the stuck client
+        assert (
+            await _metric(edge.url, "ofa_edge_slow_client_cuts_total") == 1
+        )  # only the stuck client
         for c in readers:
             assert not any("too slow" in text for text in c.parser.comments)
         # The stuck client's connection ends (told, then dropped after the grace period).
@@ -169,5 +172,5 @@ async def test_largest_record_reaches_many_reading_clients_and_a_stuck_one_is_cu
         assert ids == sent[: len(ids)] and len(ids) < len(sent)
         await asyncio.gather(*(c.close() for c in [*readers, stuck]))
     finally:
-        await asyncio.to_thread(edge.stop)
+        await edge.stop()
         await pub.close()
