@@ -62,3 +62,20 @@ class BridgeMetrics:
             registry=r,
         )
         self.commits = Counter("bridge_commits_total", "Kafka offset commits", registry=r)
+        self.openfactory_published = Counter(
+            "ofa_bridge_openfactory_published_total",
+            "Core NATS messages published in OpenFactory's layout (<KEY>.<ID>)",
+            registry=r,
+        )
+        self.openfactory_skipped = Counter(
+            "ofa_bridge_openfactory_skipped_total",
+            "Stored records not published in OpenFactory's layout, per reason (subject or "
+            "payload the layout cannot carry)",
+            ["reason"],
+            registry=r,
+        )
+        self.openfactory_errors = Counter(
+            "ofa_bridge_openfactory_publish_errors_total",
+            "OpenFactory-layout publishes that failed (connection lost right after the ack)",
+            registry=r,
+        )

@@ -29,7 +29,9 @@ from bridge.tracker import Entry
 log = logging.getLogger(__name__)
 
 OnConnect = Callable[[JetStreamContext], Awaitable[None]]
-OnAck = Callable[[Entry, bool], None]
+#: Called with (entry, duplicate) once JetStream acknowledged an entry; may return a core NATS
+#: (subject, payload) to publish right away on the same connection (OpenFactory's layout).
+OnAck = Callable[[Entry, bool], tuple[str, bytes] | None]
 
 
 def encode_headers(headers: dict[str, str]) -> bytes:
@@ -192,9 +194,29 @@ class Publisher:
             )
             return
         self._metrics.publish_latency.observe(time.perf_counter() - entry.sent_at)
-        self._on_ack(entry, b'"duplicate":true' in data)
+        follow_up = self._on_ack(entry, b'"duplicate":true' in data)
+        if follow_up is not None:
+            await self._publish_core(*follow_up)
         if self._connected and len(self._inflight) < self._window:
             self._space.set()
+
+    async def _publish_core(self, subject: str, payload: bytes) -> None:
+        """Publish a core NATS message on the JetStream connection, from the ack handler.
+
+        Acks are handled one at a time in arrival order, so these publishes leave in the order
+        the stream stored the records. A failure (the connection is going away) loses the
+        message for core subscribers only; the stream has the record.
+        """
+        nc = self._nc
+        try:
+            if nc is None:
+                raise ConnectionError("not connected")
+            await nc.publish(subject, payload)
+        except Exception as exc:
+            self._metrics.openfactory_errors.inc()
+            log.debug("OpenFactory-layout publish to %s failed: %s", subject, exc)
+            return
+        self._metrics.openfactory_published.inc()
 
     async def _on_disconnected(self) -> None:
         if not self._closing:

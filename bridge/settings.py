@@ -68,6 +68,10 @@ class BridgeSettings(msgspec.Struct, kw_only=True, frozen=True):
     registry_ttl_s: float = 30.0
     heartbeat_s: float = 5.0
 
+    #: Also publish every stored record as OpenFactory's forwarder does (core NATS, subject
+    #: ``<KEY>.<ID>``, OpenFactory's payload), after JetStream stored it; ``false`` turns it off.
+    openfactory_subjects: bool = True
+
     #: This worker's id (registry key, logs); defaults to ``<hostname>-<pid>``.
     worker_id: str = msgspec.field(default_factory=_default_worker_id)
     #: Operations port for /health, /ready, /metrics (0 = pick a free port).

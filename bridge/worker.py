@@ -32,7 +32,7 @@ from bridge.publisher import Publisher, encode_headers
 from bridge.settings import BridgeSettings
 from bridge.stream_setup import ensure_registry, ensure_streams
 from bridge.tracker import Entry, PartitionTracker
-from ofa_contract import streams
+from ofa_contract import openfactory, streams
 from ofa_contract.events import BadRecord, decode_record
 from ofa_contract.naming import encode_token, group_from_topic
 from ofa_contract.settings import CommonSettings
@@ -104,6 +104,9 @@ class BridgeWorker:
         self._ack_event = asyncio.Event()
         self._subjects: dict[tuple[str, str], str] = {}
         self._counters: dict[str, tuple[Any, Any]] = {}
+        # OpenFactory-layout subjects must never fall into the serving layer's own subjects.
+        self._reserved_subjects = (settings.stream_subject_prefix, settings.live_subject_prefix)
+        self._skip_reasons_logged: set[str] = set()
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -227,7 +230,14 @@ class BridgeWorker:
         headers[streams.H_GROUP] = tr.group
         headers[streams.H_KAFKA_TS] = str(rec.timestamp)
         return Entry(
-            tr, rec.offset, self._subject(ev.asset_uuid, ev.id), rec.value, encode_headers(headers)
+            tr,
+            rec.offset,
+            self._subject(ev.asset_uuid, ev.id),
+            rec.value,
+            encode_headers(headers),
+            ev.asset_uuid,
+            rec.timestamp,
+            rec.timestamp_type,
         )
 
     def _subject(self, asset: str, item: str) -> str:
@@ -241,10 +251,10 @@ class BridgeWorker:
             cache[(asset, item)] = subject
         return subject
 
-    def _on_ack(self, entry: Entry, duplicate: bool) -> None:
+    def _on_ack(self, entry: Entry, duplicate: bool) -> tuple[str, bytes] | None:
         tr = entry.tracker
         if entry.acked:
-            return
+            return None
         tr.ack(entry)
         if not tr.active:
             self._ack_event.set()
@@ -258,6 +268,43 @@ class BridgeWorker:
         counters[0].inc()
         if duplicate:
             counters[1].inc()
+            # Stored by an earlier publish, usually a previous owner's before a failover, which
+            # published it in OpenFactory's layout on its ack: publishing again would duplicate
+            # it. An earlier publish whose ack was lost (crash, connection reset) was never
+            # published there: that is the loss window the README measures.
+            return None
+        if not self.s.openfactory_subjects:
+            return None
+        return self._openfactory_message(entry)
+
+    def _openfactory_message(self, entry: Entry) -> tuple[str, bytes] | None:
+        """The record in OpenFactory's layout, or None (counted) when it cannot be carried."""
+        try:
+            return openfactory.to_openfactory(
+                entry.asset,
+                entry.payload,
+                entry.timestamp,
+                entry.timestamp_type,
+                int(time.time() * 1000),
+                self._reserved_subjects,
+            )
+        except openfactory.Skipped as exc:
+            self.metrics.openfactory_skipped.labels(exc.reason).inc()
+            if exc.reason not in self._skip_reasons_logged:
+                # Once per reason: a misbehaving producer repeats the same record shape.
+                self._skip_reasons_logged.add(exc.reason)
+                log.warning(
+                    "record not published in OpenFactory's layout (counted in "
+                    "ofa_bridge_openfactory_skipped_total; logged once per reason): %s",
+                    exc,
+                    extra={
+                        "topic": entry.tracker.tp.topic,
+                        "partition": entry.tracker.tp.partition,
+                        "offset": entry.offset,
+                        "reason": exc.reason,
+                    },
+                )
+            return None
 
     def _unacked(self) -> list[Entry]:
         # Includes revoked partitions still draining: their records must reach the stream.
