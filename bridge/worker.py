@@ -68,7 +68,7 @@ class BridgeWorker:
         self, common: CommonSettings, settings: BridgeSettings, metrics: BridgeMetrics
     ) -> None:
         self.common = common
-        self.s = settings
+        self.settings = settings
         self.metrics = metrics
         self.trackers: dict[TopicPartition, PartitionTracker] = {}
         self._backlog: deque[tuple[PartitionTracker, Any]] = deque()
@@ -107,6 +107,12 @@ class BridgeWorker:
         # OpenFactory-layout subjects must never fall into the serving layer's own subjects.
         self._reserved_subjects = (settings.stream_subject_prefix, settings.live_subject_prefix)
         self._skip_reasons_logged: set[str] = set()
+        #: Reconnect policy of the registry connection (nats.connect options): forever.
+        self.registry_reconnect: dict[str, Any] = {
+            "max_reconnect_attempts": -1,
+            "reconnect_time_wait": 2.0,
+        }
+        self._beat_failing = False
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -115,9 +121,9 @@ class BridgeWorker:
         self.publisher.start()
         await self.consumer.start()
         self._started = True
-        pattern = f"^{re.escape(self.s.topic_prefix)}.*"
+        pattern = f"^{re.escape(self.settings.topic_prefix)}.*"
         self.consumer.subscribe(pattern=pattern, listener=_Listener(self))
-        log.info("bridge worker %s subscribed to %s", self.s.worker_id, pattern)
+        log.info("bridge worker %s subscribed to %s", self.settings.worker_id, pattern)
         tasks = [
             asyncio.create_task(self._commit_loop(stop), name="bridge-commit"),
             asyncio.create_task(self._housekeeping_loop(stop), name="bridge-housekeeping"),
@@ -136,15 +142,15 @@ class BridgeWorker:
         self._backlog.clear()
         for tr in self.trackers.values():
             tr.active = False
-        idle = await self.publisher.wait_idle(self.s.revoke_drain_timeout_s)
-        if not idle:
+        idle = await self.publisher.wait_idle(self.settings.revoke_drain_timeout_s)
+        if not idle and any(not tr.drained for tr in self.trackers.values()):
             log.warning("stopping with un-acked records; the next owner re-publishes them")
         await self._commit(list(self.trackers.values()))
         await self.publisher.close()
         with contextlib.suppress(Exception):
             await self.consumer.stop()
         await self._unregister()
-        log.info("bridge worker %s stopped", self.s.worker_id)
+        log.info("bridge worker %s stopped", self.settings.worker_id)
 
     # -- consuming --------------------------------------------------------------------------
 
@@ -162,7 +168,7 @@ class BridgeWorker:
                 timeout_ms = 100
             try:
                 batch = await consumer.getmany(
-                    timeout_ms=timeout_ms, max_records=self.s.max_poll_records
+                    timeout_ms=timeout_ms, max_records=self.settings.max_poll_records
                 )
             except KafkaError as exc:
                 log.warning("Kafka poll failed: %s", exc)
@@ -247,7 +253,9 @@ class BridgeWorker:
         if subject is None:
             if len(cache) > 200_000:
                 cache.clear()
-            subject = f"{self.s.stream_subject_prefix}.{encode_token(asset)}.{encode_token(item)}"
+            subject = (
+                f"{self.settings.stream_subject_prefix}.{encode_token(asset)}.{encode_token(item)}"
+            )
             cache[(asset, item)] = subject
         return subject
 
@@ -273,7 +281,7 @@ class BridgeWorker:
             # it. An earlier publish whose ack was lost (crash, connection reset) was never
             # published there: that is the loss window the README measures.
             return None
-        if not self.s.openfactory_subjects:
+        if not self.settings.openfactory_subjects:
             return None
         return self._openfactory_message(entry)
 
@@ -311,13 +319,13 @@ class BridgeWorker:
         return [e for tr in list(self.trackers.values()) for e in tr.unacked()]
 
     async def _on_nats_connect(self, js: JetStreamContext) -> None:
-        await ensure_streams(js, self.s)
+        await ensure_streams(js, self.settings)
 
     # -- rebalancing ------------------------------------------------------------------------
 
     def _group_of(self, topic: str) -> str:
         try:
-            return group_from_topic(topic, self.s.topic_prefix)
+            return group_from_topic(topic, self.settings.topic_prefix)
         except ValueError:
             return topic
 
@@ -336,7 +344,7 @@ class BridgeWorker:
         for tr in trs:
             tr.active = False
         self._backlog = deque(x for x in self._backlog if x[0].active)
-        deadline = time.monotonic() + self.s.revoke_drain_timeout_s
+        deadline = time.monotonic() + self.settings.revoke_drain_timeout_s
         while any(not tr.drained for tr in trs):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -374,7 +382,7 @@ class BridgeWorker:
                 tr.committed = offsets[tr.tp]
 
     async def _commit_loop(self, stop: asyncio.Event) -> None:
-        interval = self.s.commit_interval_ms / 1000
+        interval = self.settings.commit_interval_ms / 1000
         while not stop.is_set():
             await asyncio.sleep(interval)
             await self._commit([tr for tr in self.trackers.values() if tr.active])
@@ -384,11 +392,30 @@ class BridgeWorker:
         last_beat = 0.0
         while not stop.is_set():
             self._update_lag()
-            if time.monotonic() - last_beat >= self.s.heartbeat_s:
+            if time.monotonic() - last_beat >= self.settings.heartbeat_s:
                 last_beat = time.monotonic()
-                with contextlib.suppress(Exception):
-                    await self._heartbeat()
-            await asyncio.sleep(1.0)
+                await self._beat()
+            await asyncio.sleep(min(1.0, self.settings.heartbeat_s))
+
+    async def _beat(self) -> None:
+        """One heartbeat; a failure is counted and logged once per outage, and retried."""
+        try:
+            await self._heartbeat()
+        except Exception as exc:
+            self.metrics.heartbeat_failures.inc()
+            if not self._beat_failing:
+                self._beat_failing = True
+                log.warning(
+                    "registry heartbeat failed (retried every %.1fs; the router shows no owner "
+                    "for this worker's groups until it works): %s: %s",
+                    self.settings.heartbeat_s,
+                    type(exc).__name__,
+                    exc,
+                )
+            return
+        if self._beat_failing:
+            self._beat_failing = False
+            log.info("registry heartbeat restored")
 
     def _update_lag(self) -> None:
         lag: dict[str, int] = {}
@@ -408,16 +435,25 @@ class BridgeWorker:
         return sorted({tr.group for tr in self.trackers.values() if tr.active})
 
     def _registry_key(self) -> str:
-        return _KV_KEY_BAD.sub("_", self.s.worker_id)
+        return _KV_KEY_BAD.sub("_", self.settings.worker_id)
 
     async def _heartbeat(self) -> None:
-        if self._ctl is None:
-            self._ctl = await nats.connect(
-                self.common.nats_url, name=f"ofa-bridge-ctl-{self.s.worker_id}", connect_timeout=2
+        ctl = self._ctl
+        if ctl is None or ctl.is_closed:
+            # A client that exhausted its reconnect attempts stays closed: replace it.
+            self._ctl = None
+            ctl = await nats.connect(
+                self.common.nats_url,
+                name=f"ofa-bridge-ctl-{self.settings.worker_id}",
+                connect_timeout=2,
+                **self.registry_reconnect,
             )
-        kv = await ensure_registry(self._ctl.jetstream(), self.s)
+            self._ctl = ctl
+        kv = await ensure_registry(ctl.jetstream(), self.settings)
         entry = streams.BridgeEntry(
-            id=self.s.worker_id, groups=self.owned_groups(), updated_ms=int(time.time() * 1000)
+            id=self.settings.worker_id,
+            groups=self.owned_groups(),
+            updated_ms=int(time.time() * 1000),
         )
         await kv.put(self._registry_key(), msgspec.json.encode(entry))
 
@@ -425,7 +461,7 @@ class BridgeWorker:
         if self._ctl is None:
             return
         with contextlib.suppress(Exception):
-            kv = await self._ctl.jetstream().key_value(self.s.bridges_bucket)
+            kv = await self._ctl.jetstream().key_value(self.settings.bridges_bucket)
             await kv.delete(self._registry_key())
         with contextlib.suppress(Exception):
             await self._ctl.close()
@@ -445,12 +481,3 @@ class BridgeWorker:
             except Exception as exc:
                 issues["kafka"] = f"metadata request failed: {type(exc).__name__}: {exc}"
         return issues
-
-    def info(self) -> dict[str, Any]:
-        """What /info shows."""
-        return {
-            "worker_id": self.s.worker_id,
-            "consumer_group": self.s.consumer_group,
-            "groups": self.owned_groups(),
-            "publisher": self.publisher.describe(),
-        }
