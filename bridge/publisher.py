@@ -16,7 +16,6 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
 
 import nats
 from nats.aio.client import Client
@@ -108,11 +107,6 @@ class Publisher:
         """True while publishing is possible (connected, stream checked, resend done)."""
         return self._connected
 
-    @property
-    def in_flight(self) -> int:
-        """Publishes awaiting their ack on the current connection."""
-        return len(self._inflight)
-
     def has_space(self) -> bool:
         """True when :meth:`submit` may be called without exceeding the window."""
         return self._connected and len(self._inflight) < self._window
@@ -126,13 +120,17 @@ class Publisher:
         return self.has_space()
 
     async def wait_idle(self, timeout: float) -> bool:
-        """Wait until nothing is in flight (or ``timeout``); True when idle."""
+        """Wait until nothing is in flight (or ``timeout``); True when idle and connected.
+
+        Returns at once while disconnected: what was not acknowledged then is re-sent by the
+        next owner (same Nats-Msg-Id), and a stop must not wait for NATS to come back.
+        """
         deadline = time.monotonic() + timeout
-        while self._inflight or not self._connected:
-            if time.monotonic() >= deadline or self._closing:
-                return not self._inflight and self._connected
+        while self._inflight and self._connected and not self._closing:
+            if time.monotonic() >= deadline:
+                break
             await asyncio.sleep(0.01)
-        return True
+        return not self._inflight and self._connected
 
     def start(self) -> None:
         """Start the connection supervisor (connects, reconnects, resends)."""
@@ -276,6 +274,7 @@ class Publisher:
 
     async def _supervise(self) -> None:
         delay = self._backoff
+        failures = 0
         while not self._closing:
             self._fault.clear()
             try:
@@ -285,7 +284,17 @@ class Publisher:
             except Exception as exc:
                 self._connected = False
                 self.last_error = f"{type(exc).__name__}: {exc}"
-                log.warning("NATS not available (%s); retrying in %.1fs", self.last_error, delay)
+                failures += 1
+                # Attempts 1, 2, 4, 8...: one line at first, fewer the longer it lasts.
+                level = logging.WARNING if failures & (failures - 1) == 0 else logging.DEBUG
+                log.log(
+                    level,
+                    "waiting for NATS at %s (NATS_URL): %s; retrying in %.1fs",
+                    self._url,
+                    self.last_error,
+                    delay,
+                    extra={"variable": "NATS_URL", "attempt": failures},
+                )
                 await self._teardown()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self._backoff_max)
@@ -295,6 +304,7 @@ class Publisher:
                 await self._teardown()
                 continue
             delay = self._backoff
+            failures = 0
             self.last_error = ""
             log.info("connected to NATS at %s", self._url)
             if len(self._inflight) < self._window:
@@ -320,7 +330,3 @@ class Publisher:
                         f"no ack within {self._ack_timeout}s for {oldest.subject}", "ack_timeout"
                     )
                     return
-
-    def describe(self) -> dict[str, Any]:
-        """State for /ready and /info."""
-        return {"connected": self._connected, "in_flight": len(self._inflight)}

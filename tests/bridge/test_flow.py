@@ -62,8 +62,8 @@ async def test_records_land_in_stream_live_and_kv(
             15,
             "offsets committed past every record",
         )
-        assert w.metric("bridge_bad_records_total", {"group": "WC1", "kind": "not_json"}) == 1
-        assert w.metric("bridge_records_bridged_total", {"group": "WC1"}) == len(records_t1) - 1
+        assert w.metric("ofa_bridge_bad_records_total", {"group": "WC1", "kind": "not_json"}) == 1
+        assert w.metric("ofa_bridge_records_bridged_total", {"group": "WC1"}) == len(records_t1) - 1
         assert w.worker.owned_groups() == ["WC 2/ü", "WC1"]
 
     msgs = await read_stream(nats_private.url, s.stream_name, f"{s.stream_subject_prefix}.>")
@@ -181,7 +181,7 @@ async def test_nats_restart_mid_flow_loses_and_duplicates_nothing(
         os.kill(nats_private.pid, signal.SIGSTOP)
 
         async def in_flight() -> bool:
-            return w.metric("bridge_acks_in_flight") > 0
+            return w.metric("ofa_bridge_acks_in_flight") > 0
 
         await wait_for(in_flight, 10, "publishes in flight to the frozen server")
         nats_private.kill()
@@ -194,9 +194,9 @@ async def test_nats_restart_mid_flow_loses_and_duplicates_nothing(
         await nats_private.wait_ready()
         await wait_for(lambda: _ge(stream_count(nats_private.url, s.stream_name), n), 60, "all n")
         reasons = ("disconnect", "publish_error", "error_ack", "ack_timeout")
-        assert sum(w.metric("bridge_nats_resets_total", {"reason": r}) for r in reasons) >= 1
+        assert sum(w.metric("ofa_bridge_nats_resets_total", {"reason": r}) for r in reasons) >= 1
         # The outage really caught publishes in flight, and they were sent again.
-        assert w.metric("bridge_resent_total") > 0
+        assert w.metric("ofa_bridge_resent_total") > 0
         assert await w.worker.ready_issues() == {}
     msgs = await read_stream(nats_private.url, s.stream_name, f"{s.stream_subject_prefix}.>")
     assert len(msgs) == n

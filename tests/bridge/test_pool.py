@@ -248,7 +248,7 @@ async def _check_registry_and_ops(
         status, body = await http_get(port, "/ready")
         assert status == 200, body
         status, body = await http_get(port, "/metrics")
-        assert status == 200 and b"bridge_owned_groups" in body
+        assert status == 200 and b"ofa_bridge_owned_groups" in body
 
 
 def _wid(p: WorkerProcess) -> str:
@@ -259,22 +259,22 @@ async def _ge(coro: object, n: int) -> bool:
     return int(await coro) >= n  # type: ignore[misc]
 
 
+@pytest.mark.parametrize(
+    ("kills", "seconds"),
+    [
+        pytest.param(1, 12, id="one-kill"),
+        pytest.param(4, 60, id="repeated-kills", marks=pytest.mark.slow),
+    ],
+)
 async def test_pool_singleton_failover_exactly_once(
     infra: Endpoints,
     nats_private: NatsProcess,
     unique: str,
     tmp_path: Path,
     pool: list[WorkerProcess],
+    kills: int,
+    seconds: float,
 ) -> None:
-    await _run_pool_scenario(infra, nats_private, unique, tmp_path, pool, kills=1, seconds=12)
-
-
-@pytest.mark.slow
-async def test_pool_repeated_kill9_exactly_once(
-    infra: Endpoints,
-    nats_private: NatsProcess,
-    unique: str,
-    tmp_path: Path,
-    pool: list[WorkerProcess],
-) -> None:
-    await _run_pool_scenario(infra, nats_private, unique, tmp_path, pool, kills=4, seconds=60)
+    await _run_pool_scenario(
+        infra, nats_private, unique, tmp_path, pool, kills=kills, seconds=seconds
+    )
