@@ -90,7 +90,7 @@ async def test_setting_turns_the_openfactory_layout_off(
             infra.kafka, topic, [(b"PROVER3018", _event("Temp", i), []) for i in range(3)]
         )
         await wait_for(lambda: _ge(stream_count(nats_private.url, s.stream_name), 3), 30, "stored")
-    assert w.metric("bridge_records_bridged_total", {"group": "WC1"}) == 3
+    assert w.metric("ofa_bridge_records_bridged_total", {"group": "WC1"}) == 3
     # The worker closed its connection (flushing what it sent); a round trip after that
     # delivers anything it had published.
     assert sdk._nc is not None
