@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable, Iterable
 
@@ -26,6 +27,10 @@ from bridge.metrics import BridgeMetrics
 from bridge.tracker import Entry
 
 log = logging.getLogger(__name__)
+
+#: nats-server writes ``"duplicate": true`` (with a space) into the ack of a publish it dropped
+#: as a duplicate; match the field, not one spelling of it.
+_DUPLICATE = re.compile(rb'"duplicate"\s*:\s*true')
 
 OnConnect = Callable[[JetStreamContext], Awaitable[None]]
 #: Called with (entry, duplicate) once JetStream acknowledged an entry; may return a core NATS
@@ -192,7 +197,7 @@ class Publisher:
             )
             return
         self._metrics.publish_latency.observe(time.perf_counter() - entry.sent_at)
-        follow_up = self._on_ack(entry, b'"duplicate":true' in data)
+        follow_up = self._on_ack(entry, _DUPLICATE.search(data) is not None)
         if follow_up is not None:
             await self._publish_core(*follow_up)
         if self._connected and len(self._inflight) < self._window:

@@ -58,6 +58,21 @@ async def test_stored_records_reach_openfactory_subjects(
         labels = {"reason": reason}
         assert w.metric("ofa_bridge_openfactory_skipped_total", labels) == 1, reason
     assert w.metric("ofa_bridge_openfactory_published_total") == len(records) + 2
+
+    # Another worker replays the whole topic (a new consumer group: no committed offsets), as a
+    # next owner after a crash does: the stream reports every record a duplicate, and none may
+    # reach OpenFactory's subjects again.
+    again = msgspec.structs.replace(s, consumer_group=f"{s.consumer_group}-2", worker_id="w2")
+    async with InProcessWorker(infra.kafka, nats_private.url, again) as w2:
+
+        async def replayed() -> bool:
+            return w2.metric("ofa_bridge_duplicates_dropped_total", {"group": "WC1"}) >= n
+
+        await wait_for(replayed, 30, "the replay to be acknowledged as duplicates")
+    assert w2.metric("ofa_bridge_openfactory_published_total") == 0
+    assert sdk._nc is not None
+    await sdk._nc.flush()
+    assert len(sdk.received) == len(records)
     await sdk.close()
 
     assert [r.subject for r in sdk.received] == ["PROVER3018.Temp"] * len(records)
