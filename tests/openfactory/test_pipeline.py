@@ -211,27 +211,6 @@ async def test_openfactory_client_gets_every_event_once_in_order_across_bridge_k
         await sub._nc.flush()
         await sub.close()
         assert [d for d in stack.dead() if d != victim] == []
-        from tests.bridge.support import read_stream  # DEBUG
-
-        msgs = await read_stream(nats_private.url, "OFA_ASSETS", "ofa.asset.>")
-        ids = [m.headers.get("Nats-Msg-Id") for m in msgs if m.headers]
-        seqs_js = [json.loads(m.data)["attributes"]["seq"] for m in msgs]
-        print(
-            "DEBUG stored",
-            len(msgs),
-            "distinct ids",
-            len(set(ids)),
-            "seqs",
-            seqs_js[:5],
-            seqs_js[165:180],
-            ids[165:180],
-        )
-        print(
-            "DEBUG sub",
-            len(sub.received),
-            sub.seqs()[165:180],
-            [r.subject for r in sub.received[165:180]],
-        )
     assert sub.seqs() == list(range(2 * len(first))), "lost, duplicated or reordered"
     assert replayed > 0, f"the next owner replayed nothing ({bridged} bridged): no failover test"
     assert {r.item_id for r in sub.received} == {"count", "temp"}
