@@ -1,1 +1,1 @@
-"""The router package: the splitter (data job) and the public HTTP router."""
+"""The public HTTP router."""

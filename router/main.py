@@ -10,9 +10,9 @@ import uvicorn
 
 from ofa_contract.runtime import install_stop_signals
 from ofa_contract.settings import CommonSettings, describe, from_env
-from router.http_app import create_app
-from router.http_settings import PREFIX, RouterSettings
+from router.app import create_app
 from router.service import RouterService
+from router.settings import PREFIX, RouterSettings
 
 
 def main(argv: list[str]) -> int:

@@ -26,8 +26,8 @@ from router.asset_state import AssetStateReader
 from router.auth import Authorizer
 from router.edge_picker import EdgePicker
 from router.group_index import GroupIndex
-from router.http_settings import RouterSettings
 from router.kv_follow import KvFollower
+from router.settings import RouterSettings
 
 log = logging.getLogger(__name__)
 

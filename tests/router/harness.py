@@ -18,9 +18,9 @@ from compose.local_infra import free_port
 from ofa_contract.settings import CommonSettings
 from ofa_contract.streams import EdgeEntry, state_key
 from ofa_contract.topics import AssetGroup, GroupAnnouncement
-from router.http_app import create_app
-from router.http_settings import RouterSettings
+from router.app import create_app
 from router.service import RouterService
+from router.settings import RouterSettings
 from tests.helpers import create_topics, produce
 
 
