@@ -18,15 +18,17 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Iterable
 
-import nats
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from bridge.metrics import BridgeMetrics
 from bridge.tracker import Entry
+from ofa_contract.compat import nats_send_raw
+from ofa_contract.runtime import get_logger
+from ofa_contract.runtime.connect import ReconnectPolicy, connect_nats
 
-log = logging.getLogger(__name__)
+log = get_logger("bridge", __name__)
 
 #: nats-server writes ``"duplicate": true`` (with a space) into the ack of a publish it dropped
 #: as a duplicate; match the field, not one spelling of it.
@@ -44,13 +46,8 @@ def encode_headers(headers: dict[str, str]) -> bytes:
 
 
 async def _hpub(nc: Client, entry: Entry, reply: str) -> None:
-    """Send one HPUB with the entry's pre-encoded header block.
-
-    nats-py's public ``publish`` re-validates every header key with a regex and re-encodes the
-    block on each call (and again on each resend); that was a quarter of the worker's CPU. The
-    block is built once per record instead and queued through the client's command buffer,
-    exactly as ``publish`` does after its encoding step.
-    """
+    """Send one HPUB with the entry's pre-encoded header block (built once per record; see
+    :func:`ofa_contract.compat.nats_send_raw` for why not ``publish``)."""
     if nc.is_closed or not nc.is_connected:
         raise ConnectionError("NATS connection is not open")
     hdr = entry.headers
@@ -61,9 +58,7 @@ async def _hpub(nc: Client, entry: Entry, reply: str) -> None:
         + payload
         + b"\r\n"
     )
-    await nc._send_command(cmd)
-    if nc._flush_queue is not None and nc._flush_queue.empty():
-        await nc._flush_pending()
+    await nats_send_raw(nc, cmd)
 
 
 class Publisher:
@@ -230,12 +225,12 @@ class Publisher:
         log.debug("NATS client error: %s", self.last_error)
 
     async def _connect(self) -> None:
-        nc = await nats.connect(
+        # No client-side reconnect: this class reconnects and re-sends itself (module docstring).
+        nc = await connect_nats(
             self._url,
-            name=self._name,
-            allow_reconnect=False,
-            max_reconnect_attempts=0,
-            connect_timeout=2,
+            self._name,
+            policy=ReconnectPolicy.NONE,
+            log=log,
             disconnected_cb=self._on_disconnected,
             closed_cb=self._on_disconnected,
             error_cb=self._on_error,

@@ -1,4 +1,5 @@
-"""Helpers for the bridge tests: settings, in-process and subprocess workers, stream reading."""
+"""Helpers for the bridge tests: settings and a namespaced layout, in-process and subprocess
+workers, stream reading (waiting, Kafka helpers and names come from ``tests.support``)."""
 
 from __future__ import annotations
 
@@ -21,17 +22,17 @@ from nats.js.api import DeliverPolicy
 from bridge.metrics import BridgeMetrics
 from bridge.settings import BridgeSettings
 from bridge.worker import BridgeWorker
-from ofa_contract.naming import group_topic
-from ofa_contract.settings import CommonSettings
+from ofa_contract.layout import Layout
+from ofa_contract.settings import CommonSettings, env_var
+from tests.support.names import layout_for
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def bridge_settings(unique: str, **overrides: Any) -> BridgeSettings:
-    """Settings with test-unique Kafka names and fast timings."""
+    """Settings with a test-unique consumer group and fast timings."""
     base: dict[str, Any] = {
         "consumer_group": f"bridge-{unique}",
-        "topic_prefix": f"asset_stream_t{unique}_",
         "metadata_refresh_ms": 500,
         "session_timeout_ms": 6000,
         "heartbeat_interval_ms": 500,
@@ -45,29 +46,34 @@ def bridge_settings(unique: str, **overrides: Any) -> BridgeSettings:
     return msgspec.convert(base, BridgeSettings)
 
 
-def env_for(settings: BridgeSettings, kafka: str, nats_url: str) -> dict[str, str]:
-    """Environment for a `ofa-serving bridge` subprocess with these settings."""
-    env = dict(os.environ)
-    env.update(
-        KAFKA_BOOTSTRAP_SERVERS=kafka, NATS_URL=nats_url, LOG_LEVEL="INFO", LOG_FORMAT="json"
-    )
+def bridge_layout(unique: str) -> Layout:
+    """Every Kafka and NATS name of the test under its own namespace."""
+    return layout_for(unique)
+
+
+def env_for(settings: BridgeSettings, layout: Layout, kafka: str, nats_url: str) -> dict[str, str]:
+    """Environment for a `ofa-serving bridge` subprocess with these settings and layout."""
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": kafka,
+        "NATS_URL": nats_url,
+        "LOG_LEVEL": "INFO",
+        "LOG_FORMAT": "json",
+        "OFA_NAMESPACE": layout.namespace,
+    }
     for f in msgspec.structs.fields(BridgeSettings):
-        env[f"BRIDGE_{f.name.upper()}"] = str(getattr(settings, f.name))
+        env[env_var(BridgeSettings, f.name)] = str(getattr(settings, f.name))
     return env
-
-
-def topic_of(settings: BridgeSettings, group: str) -> str:
-    """The derived topic of ``group`` under the test's prefix."""
-    return group_topic(group, settings.topic_prefix)
 
 
 class InProcessWorker:
     """A worker running as a task in the test's event loop."""
 
-    def __init__(self, kafka: str, nats_url: str, settings: BridgeSettings) -> None:
+    def __init__(self, kafka: str, nats_url: str, settings: BridgeSettings, layout: Layout) -> None:
         self.metrics = BridgeMetrics()
         self.worker = BridgeWorker(
             CommonSettings(kafka_bootstrap_servers=kafka, nats_url=nats_url),
+            layout,
             settings,
             self.metrics,
         )

@@ -16,20 +16,20 @@ from aiokafka.coordinator.protocol import ConsumerProtocol
 
 from bridge.settings import BridgeSettings
 from compose.local_infra import NatsProcess
-from ofa_contract import streams
-from ofa_contract.naming import group_from_topic
+from ofa_contract.layout import Layout, NatsHeaders
 from ofa_contract.streams import BridgeEntry
 from tests.bridge.support import (
     WorkerProcess,
+    bridge_layout,
     bridge_settings,
     env_for,
     http_get,
     read_stream,
     stream_count,
-    topic_of,
-    wait_for,
 )
-from tests.helpers import Endpoints, create_topics
+from tests.helpers import Endpoints
+from tests.support.kafka import create_topics
+from tests.support.wait import wait_until
 
 GROUPS = [f"WC{i}" for i in range(5)]
 
@@ -55,11 +55,11 @@ async def describe(kafka: str, group_id: str) -> tuple[str, dict[str, dict[str, 
 
 
 async def stable_assignment(
-    kafka: str, s: BridgeSettings, members: int, timeout: float = 60
+    kafka: str, s: BridgeSettings, layout: Layout, members: int, timeout: float = 60
 ) -> dict[str, dict[str, list[int]]]:
     """Wait until the group is Stable with ``members`` members covering every group topic."""
     result: dict[str, dict[str, list[int]]] = {}
-    wanted = {topic_of(s, g) for g in GROUPS}
+    wanted = {layout.group_topic(g) for g in GROUPS}
 
     async def ok() -> bool:
         nonlocal result
@@ -67,7 +67,9 @@ async def stable_assignment(
         covered = {t for topics in result.values() for t in topics}
         return state == "Stable" and len(result) == members and covered == wanted
 
-    await wait_for(ok, timeout, f"a stable assignment over {members} workers", interval=0.5)
+    await wait_until(
+        ok, timeout=timeout, what=f"a stable assignment over {members} workers", interval=0.5
+    )
     return result
 
 
@@ -85,9 +87,9 @@ def owners(assignment: dict[str, dict[str, list[int]]]) -> dict[str, str]:
 class Flow:
     """A steady, bounded flow into the derived topics, with a per-asset sequence number."""
 
-    def __init__(self, kafka: str, s: BridgeSettings, rate: int, seconds: float) -> None:
+    def __init__(self, kafka: str, layout: Layout, rate: int, seconds: float) -> None:
         self.kafka = kafka
-        self.s = s
+        self.layout = layout
         self.rate = rate
         self.seconds = seconds
         self.sent: dict[str, int] = {}
@@ -111,7 +113,9 @@ class Flow:
                     value = msgspec.json.encode(
                         {"ID": "count", "VALUE": seq, "TYPE": "Samples", "attributes": {"seq": seq}}
                     )
-                    futs.append(await producer.send(topic_of(self.s, g), value, key=a.encode()))
+                    futs.append(
+                        await producer.send(self.layout.group_topic(g), value, key=a.encode())
+                    )
                     self.sent[a] = seq + 1
                 await asyncio.gather(*futs)
                 self.total = sum(self.sent.values())
@@ -131,26 +135,27 @@ def pool(tmp_path: Path) -> Iterator[list[WorkerProcess]]:
 def _spawn(
     pool: list[WorkerProcess],
     s: BridgeSettings,
+    layout: Layout,
     infra: Endpoints,
     nats_url: str,
     tmp: Path,
     wid: str,
 ) -> WorkerProcess:
     settings = msgspec.structs.replace(s, worker_id=wid)
-    p = WorkerProcess(env_for(settings, infra.kafka, nats_url), tmp / f"{wid}.log")
+    p = WorkerProcess(env_for(settings, layout, infra.kafka, nats_url), tmp / f"{wid}.log")
     p.start()
     pool.append(p)
     return p
 
 
-async def _check_stream(nats_url: str, s: BridgeSettings, flow: Flow) -> None:
-    msgs = await read_stream(nats_url, s.stream_name, f"{s.stream_subject_prefix}.>")
-    ids = [m.headers[streams.H_MSG_ID] for m in msgs if m.headers]
+async def _check_stream(nats_url: str, layout: Layout, flow: Flow) -> None:
+    msgs = await read_stream(nats_url, layout.stream, layout.stream_subjects())
+    ids = [m.headers[NatsHeaders.MSG_ID] for m in msgs if m.headers]
     assert len(ids) == len(set(ids)), "a Kafka record was stored twice"
     assert len(msgs) == flow.total, f"{len(msgs)} stored, {flow.total} produced"
     per_asset: dict[str, list[int]] = {}
     for m in msgs:
-        asset = (m.headers or {})[streams.H_ASSET]
+        asset = (m.headers or {})[NatsHeaders.ASSET]
         per_asset.setdefault(asset, []).append(msgspec.json.decode(m.data)["attributes"]["seq"])
     assert set(per_asset) == set(flow.sent)
     for asset, seqs in per_asset.items():
@@ -167,47 +172,48 @@ async def _run_pool_scenario(
     seconds: float,
 ) -> None:
     s = bridge_settings(unique)
-    await create_topics(infra.kafka, [topic_of(s, g) for g in GROUPS], partitions=3)
+    layout = bridge_layout(unique)
+    await create_topics(infra.kafka, [layout.group_topic(g) for g in GROUPS], partitions=3)
     for i in range(3):
-        _spawn(pool, s, infra, nats_private.url, tmp_path, f"w{i}-{unique}")
-    first = owners(await stable_assignment(infra.kafka, s, 3))
+        _spawn(pool, s, layout, infra, nats_private.url, tmp_path, f"w{i}-{unique}")
+    first = owners(await stable_assignment(infra.kafka, s, layout, 3))
     loads = sorted([list(first.values()).count(c) for c in set(first.values())])
     assert loads == [1, 2, 2], f"unbalanced: {first}"
-    await _check_registry_and_ops(nats_private.url, s, first, pool)
+    await _check_registry_and_ops(nats_private.url, layout, first, pool)
 
-    flow = Flow(infra.kafka, s, rate=400, seconds=seconds)
+    flow = Flow(infra.kafka, layout, rate=400, seconds=seconds)
     flow_task = asyncio.create_task(flow.run())
     try:
         current = first
         for k in range(kills):
-            await wait_for(
-                lambda: _ge(stream_count(nats_private.url, s.stream_name), 200),
-                30,
-                "the flow to reach the stream",
+            await wait_until(
+                lambda: _ge(stream_count(nats_private.url, layout.stream), 200),
+                timeout=30,
+                what="the flow to reach the stream",
             )
             # Kill -9 the owner of WC0 (varies as groups move): a crash mid-flow.
-            victim_client = current[topic_of(s, GROUPS[k % len(GROUPS)])]
+            victim_client = current[layout.group_topic(GROUPS[k % len(GROUPS)])]
             victim = next(p for p in pool if p.proc and f"ofa-bridge-{_wid(p)}" == victim_client)
             victim.kill()
             pool.remove(victim)
-            after = owners(await stable_assignment(infra.kafka, s, 2))
+            after = owners(await stable_assignment(infra.kafka, s, layout, 2))
             for topic, client in current.items():
                 if client != victim_client:
                     assert after[topic] == client, f"{topic} moved although its owner lived"
                 else:
                     assert after[topic] != victim_client
             # Restart a worker (a new member), the pool is back to three.
-            _spawn(pool, s, infra, nats_private.url, tmp_path, f"w{3 + k}-{unique}")
-            current = owners(await stable_assignment(infra.kafka, s, 3))
+            _spawn(pool, s, layout, infra, nats_private.url, tmp_path, f"w{3 + k}-{unique}")
+            current = owners(await stable_assignment(infra.kafka, s, layout, 3))
             moved = [t for t in current if current[t] != after[t]]
             assert len(moved) <= 2, f"a join moved more than balance needs: {moved}"
         await flow_task
-        await wait_for(
-            lambda: _ge(stream_count(nats_private.url, s.stream_name), flow.total),
-            60,
-            f"all {flow.total} records in the stream",
+        await wait_until(
+            lambda: _ge(stream_count(nats_private.url, layout.stream), flow.total),
+            timeout=60,
+            what=f"all {flow.total} records in the stream",
         )
-        await _check_stream(nats_private.url, s, flow)
+        await _check_stream(nats_private.url, layout, flow)
     finally:
         flow_task.cancel()
         for p in pool:
@@ -217,17 +223,17 @@ async def _run_pool_scenario(
 
 
 async def _check_registry_and_ops(
-    nats_url: str, s: BridgeSettings, owner_map: dict[str, str], pool: list[WorkerProcess]
+    nats_url: str, layout: Layout, owner_map: dict[str, str], pool: list[WorkerProcess]
 ) -> None:
     """The ofa_bridges registry agrees with Kafka's assignment; /ready and /metrics answer."""
     want: dict[str, list[str]] = {}
     for topic, client in owner_map.items():
         want.setdefault(client.removeprefix("ofa-bridge-"), []).append(
-            group_from_topic(topic, s.topic_prefix)
+            layout.group_from_topic(topic)
         )
     nc = await nats.connect(nats_url)
     try:
-        kv = await nc.jetstream().key_value(s.bridges_bucket)
+        kv = await nc.jetstream().key_value(layout.bridges_bucket)
 
         async def agrees() -> bool:
             got: dict[str, list[str]] = {}
@@ -239,7 +245,7 @@ async def _check_registry_and_ops(
                 got[wid] = sorted(entry.groups)
             return got == {k: sorted(v) for k, v in want.items()}
 
-        await wait_for(agrees, 15, f"the registry to show {want}")
+        await wait_until(agrees, timeout=15, what=f"the registry to show {want}")
     finally:
         await nc.close()
     for p in pool:

@@ -11,9 +11,11 @@ import msgspec
 import nats
 
 from compose.local_infra import NatsProcess
+from ofa_contract.runtime.connect import ReconnectPolicy
 from ofa_contract.streams import BridgeEntry
-from tests.bridge.support import InProcessWorker, bridge_settings, wait_for
+from tests.bridge.support import InProcessWorker, bridge_layout, bridge_settings
 from tests.helpers import Endpoints
+from tests.support.wait import wait_until
 
 
 async def _entry(nats_url: str, bucket: str, key: str) -> BridgeEntry | None:
@@ -35,30 +37,35 @@ async def test_heartbeat_returns_after_the_registry_client_gave_up(
     infra: Endpoints, nats_private: NatsProcess, unique: str
 ) -> None:
     s = bridge_settings(unique, heartbeat_s=0.5)
-    worker = InProcessWorker(infra.kafka, nats_private.url, s)
+    layout = bridge_layout(unique)
+    worker = InProcessWorker(infra.kafka, nats_private.url, s, layout)
     # A small reconnect budget so that the client gives up within the test (the default is to
     # reconnect forever; giving up must not matter either way).
-    worker.worker.registry_reconnect = {"max_reconnect_attempts": 2, "reconnect_time_wait": 0.2}
+    worker.worker.registry.policy = ReconnectPolicy(
+        max_reconnect_attempts=2, reconnect_time_wait=0.2
+    )
     async with worker as w:
 
         async def registered() -> bool:
-            return await _entry(nats_private.url, s.bridges_bucket, s.worker_id) is not None
+            return await _entry(nats_private.url, layout.bridges_bucket, s.worker_id) is not None
 
-        await wait_for(registered, 30, "the first heartbeat")
+        await wait_until(registered, timeout=30, what="the first heartbeat")
         nats_private.kill()
 
         async def gave_up() -> bool:
-            ctl = w.worker._ctl
+            ctl = w.worker.registry.client
             return ctl is None or ctl.is_closed
 
-        await wait_for(gave_up, 30, "the registry client to exhaust its reconnect budget")
+        await wait_until(
+            gave_up, timeout=30, what="the registry client to exhaust its reconnect budget"
+        )
         back = int(time.time() * 1000)
         nats_private.start()
         await nats_private.wait_ready()
 
         async def fresh() -> bool:
-            e = await _entry(nats_private.url, s.bridges_bucket, s.worker_id)
+            e = await _entry(nats_private.url, layout.bridges_bucket, s.worker_id)
             return e is not None and e.updated_ms >= back
 
-        await wait_for(fresh, 30, "a heartbeat after the outage")
+        await wait_until(fresh, timeout=30, what="a heartbeat after the outage")
         assert w.metric("ofa_bridge_heartbeat_failures_total") >= 1

@@ -10,9 +10,11 @@ import nats
 
 from compose.local_infra import NatsProcess
 from ofa_contract import openfactory
-from tests.bridge.support import InProcessWorker, bridge_settings, stream_count, topic_of, wait_for
-from tests.helpers import Endpoints, create_topics, produce
+from tests.bridge.support import InProcessWorker, bridge_layout, bridge_settings, stream_count
+from tests.helpers import Endpoints
 from tests.openfactory.subscriber import OpenFactorySubscriber
+from tests.support.kafka import create_topics, produce
+from tests.support.wait import wait_until
 
 
 def _event(item: str, seq: int) -> bytes:
@@ -29,7 +31,8 @@ async def test_stored_records_reach_openfactory_subjects(
     infra: Endpoints, nats_private: NatsProcess, unique: str
 ) -> None:
     s = bridge_settings(unique)
-    topic = topic_of(s, "WC1")
+    layout = bridge_layout(unique)
+    topic = layout.group_topic("WC1")
     await create_topics(infra.kafka, [topic], partitions=2)
     records = [(b"prover3018", _event("Temp", i), []) for i in range(5)]
     odd = [
@@ -37,22 +40,24 @@ async def test_stored_records_reach_openfactory_subjects(
         (b"A", _event("has space", 1), []),  # would break the protocol line: skipped
         (b"A", _event("*", 2), []),  # a wildcard token: skipped
         # A JetStream API call if published: must be skipped (the stream must survive it).
-        (b"$JS.API.STREAM.DELETE", _event(s.stream_name, 3), []),
+        (b"$JS.API.STREAM.DELETE", _event(layout.stream, 3), []),
         (b"A", _event("last", 4), []),
     ]
     sdk = OpenFactorySubscriber(nats_private.url, "prover3018")
     await sdk.start()
     nc = await nats.connect(nats_private.url)
     every_a = await nc.subscribe("A.>")
-    async with InProcessWorker(infra.kafka, nats_private.url, s) as w:
+    async with InProcessWorker(infra.kafka, nats_private.url, s, layout) as w:
         metas = await produce(infra.kafka, topic, records + odd)
         n = len(records) + len(odd)
-        await wait_for(lambda: _ge(stream_count(nats_private.url, s.stream_name), n), 30, "stored")
+        await wait_until(
+            lambda: _ge(stream_count(nats_private.url, layout.stream), n), timeout=30, what="stored"
+        )
 
         async def forwarded() -> bool:
             return len(sdk.received) >= len(records)
 
-        await wait_for(forwarded, 15, "the OpenFactory-layout messages")
+        await wait_until(forwarded, timeout=15, what="the OpenFactory-layout messages")
     # Stopped: every ack was handled.
     for reason in ("whitespace", "wildcard", "reserved"):
         labels = {"reason": reason}
@@ -63,12 +68,12 @@ async def test_stored_records_reach_openfactory_subjects(
     # next owner after a crash does: the stream reports every record a duplicate, and none may
     # reach OpenFactory's subjects again.
     again = msgspec.structs.replace(s, consumer_group=f"{s.consumer_group}-2", worker_id="w2")
-    async with InProcessWorker(infra.kafka, nats_private.url, again) as w2:
+    async with InProcessWorker(infra.kafka, nats_private.url, again, layout) as w2:
 
         async def replayed() -> bool:
             return w2.metric("ofa_bridge_duplicates_dropped_total", {"group": "WC1"}) >= n
 
-        await wait_for(replayed, 30, "the replay to be acknowledged as duplicates")
+        await wait_until(replayed, timeout=30, what="the replay to be acknowledged as duplicates")
     assert w2.metric("ofa_bridge_openfactory_published_total") == 0
     assert sdk._nc is not None
     await sdk._nc.flush()
@@ -87,7 +92,7 @@ async def test_stored_records_reach_openfactory_subjects(
     got_a = [await every_a.next_msg(timeout=5) for _ in range(2)]
     assert [m.subject for m in got_a] == ["A.a.b", "A.last"]
     assert json.loads(got_a[0].data)["attributes"]["seq"] == 0
-    info = await nc.jetstream().stream_info(s.stream_name)  # still there
+    info = await nc.jetstream().stream_info(layout.stream)  # still there
     assert info.state.messages == n
     await nc.close()
 
@@ -96,15 +101,18 @@ async def test_setting_turns_the_openfactory_layout_off(
     infra: Endpoints, nats_private: NatsProcess, unique: str
 ) -> None:
     s = bridge_settings(unique, openfactory_subjects=False)
-    topic = topic_of(s, "WC1")
+    layout = bridge_layout(unique)
+    topic = layout.group_topic("WC1")
     await create_topics(infra.kafka, [topic], partitions=1)
     sdk = OpenFactorySubscriber(nats_private.url, "PROVER3018")
     await sdk.start()
-    async with InProcessWorker(infra.kafka, nats_private.url, s) as w:
+    async with InProcessWorker(infra.kafka, nats_private.url, s, layout) as w:
         await produce(
             infra.kafka, topic, [(b"PROVER3018", _event("Temp", i), []) for i in range(3)]
         )
-        await wait_for(lambda: _ge(stream_count(nats_private.url, s.stream_name), 3), 30, "stored")
+        await wait_until(
+            lambda: _ge(stream_count(nats_private.url, layout.stream), 3), timeout=30, what="stored"
+        )
     assert w.metric("ofa_bridge_records_bridged_total", {"group": "WC1"}) == 3
     # The worker closed its connection (flushing what it sent); a round trip after that
     # delivers anything it had published.

@@ -18,12 +18,14 @@ import msgspec
 from compose.local_infra import NatsProcess
 from ofa_contract.naming import group_topic
 from ofa_contract.topics import DEFAULT_GROUP
-from tests.e2e.stack import Stack, running_stack, wait_for
+from tests.e2e.stack import Stack, running_stack
 from tests.e2e.test_chaos import log_dir
-from tests.helpers import Endpoints, create_topics, produce
+from tests.helpers import Endpoints
 from tests.openfactory.subscriber import OpenFactorySubscriber
 from tests.openfactory.test_layout import real_samples
 from tests.sse import SseParser
+from tests.support.kafka import create_topics, produce
+from tests.support.wait import wait_until
 
 
 class SseCollector:
@@ -97,7 +99,7 @@ async def test_real_records_reach_sse_and_openfactory_subjects(
         async def all_published() -> bool:
             return all(len(sdk[k].received) >= len(v) for k, v in by_key.items())
 
-        await wait_for(all_published, 180, "every record on its OpenFactory subject")
+        await wait_until(all_published, timeout=180, what="every record on its OpenFactory subject")
         # From the edge: these assets have no workcenter, so the router has no group for them.
         edge = stack.edge_urls[0]
         sse = {k: SseCollector(f"{edge}/asset_stream?asset_uuid={k}") for k in by_key}
@@ -109,7 +111,7 @@ async def test_real_records_reach_sse_and_openfactory_subjects(
                     return all(len(sse[k].data) >= len(v) for k, v in by_key.items())
 
                 try:
-                    await wait_for(all_streamed, 120, "every record on SSE")
+                    await wait_until(all_streamed, timeout=120, what="every record on SSE")
                 except AssertionError as exc:
                     refused = {k: c.refused[-3:] for k, c in sse.items() if c.refused}
                     raise AssertionError(f"{exc}; refused: {refused}") from None
@@ -194,14 +196,16 @@ async def test_openfactory_client_gets_every_event_once_in_order_across_bridge_k
         async def got(n: int) -> bool:
             return len(sub.received) >= n
 
-        await wait_for(lambda: got(len(first)), 60, "the first batch")
+        await wait_until(lambda: got(len(first)), timeout=60, what="the first batch")
         victim = await _owner(stack)
         await stack.kill(victim)
         # Written while the group has no live owner: the next owner must bridge these after
         # replaying (and suppressing) the first batch.
         second = [_seq_record(asset, i) for i in range(len(first), 2 * len(first))]
         await produce(infra.kafka, stack.input_topic, second)
-        await wait_for(lambda: got(2 * len(first)), 90, "the second batch via the next owner")
+        await wait_until(
+            lambda: got(2 * len(first)), timeout=90, what="the second batch via the next owner"
+        )
         survivor = await _owner(stack)
         assert survivor != victim
         replayed = await _metric(stack, survivor, "ofa_bridge_duplicates_dropped_total")
@@ -253,7 +257,9 @@ async def test_loss_window_across_repeated_kill9_mid_flow(
                 async def flowing(before: int = before) -> bool:
                     return _received(subs) > before + 20
 
-                await wait_for(flowing, 60, "the OpenFactory-layout flow", interval=0.1)
+                await wait_until(
+                    flowing, timeout=60, what="the OpenFactory-layout flow", interval=0.1
+                )
                 victim = await _owner(stack)
                 await stack.kill(victim)
                 await stack.restart(victim)
@@ -267,7 +273,7 @@ async def test_loss_window_across_repeated_kill9_mid_flow(
         async def tail_arrived() -> bool:
             return all(s.received and s.seqs()[-1] == final[s.asset_uuid] - 1 for s in subs)
 
-        await wait_for(tail_arrived, 90, "the last record of every asset")
+        await wait_until(tail_arrived, timeout=90, what="the last record of every asset")
         for s in subs:
             await s.close()
     missed = 0
