@@ -6,12 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import signal
-import subprocess
-import sys
-import time
-from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -25,8 +19,6 @@ from bridge.worker import BridgeWorker
 from ofa_contract.layout import Layout
 from ofa_contract.settings import CommonSettings, env_var
 from tests.support.names import layout_for
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def bridge_settings(unique: str, **overrides: Any) -> BridgeSettings:
@@ -95,88 +87,6 @@ class InProcessWorker:
         return float(v) if v is not None else 0.0
 
 
-class WorkerProcess:
-    """`ofa-serving bridge` as a subprocess (killed on exit, also on failure)."""
-
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
-        self.env = env
-        self.log_path = log_path
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        """Launch the worker process."""
-        logf = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "compose.cli", "bridge"],
-            env=self.env,
-            cwd=str(REPO),
-            stdout=logf,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-        logf.close()
-
-    def kill(self) -> None:
-        """SIGKILL, as a crash would."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
-
-    def terminate(self, timeout: float = 30) -> int | None:
-        """SIGTERM and wait; SIGKILL after ``timeout``."""
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        return self.proc.returncode
-
-    def ops_port(self) -> int | None:
-        """The ops port the worker logged at start-up (it picks a free one)."""
-        if not self.log_path.exists():
-            return None
-        for line in self.log_path.read_text(errors="replace").splitlines():
-            if '"ops_port"' in line:
-                with contextlib.suppress(msgspec.DecodeError):
-                    return int(msgspec.json.decode(line)["ops_port"])
-        return None
-
-    def log_tail(self, n: int = 40) -> str:
-        """Last lines of the worker's log (for assertion messages)."""
-        if not self.log_path.exists():
-            return ""
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
-
-
-async def http_get(port: int, path: str) -> tuple[int, bytes]:
-    """A minimal HTTP/1.1 GET against 127.0.0.1:port; (status, body)."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
-        await writer.drain()
-        raw = await asyncio.wait_for(reader.read(), 10)
-    finally:
-        writer.close()
-    head, _, body = raw.partition(b"\r\n\r\n")
-    return int(head.split()[1]), body
-
-
-async def wait_for(
-    cond: Callable[[], Awaitable[bool]], timeout: float, what: str, interval: float = 0.2
-) -> None:
-    """Poll ``cond`` until true; fail with ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if await cond():
-            return
-        await asyncio.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
 async def read_stream(nats_url: str, stream: str, subjects: str) -> list[Msg]:
     """All messages stored in ``stream`` (ordered consumer from the first sequence)."""
     nc = await nats.connect(nats_url)
@@ -210,3 +120,8 @@ async def stream_count(nats_url: str, stream: str) -> int:
         return int(info.state.messages)
     finally:
         await nc.close()
+
+
+async def stream_holds(nats_url: str, stream: str, n: int) -> bool:
+    """True once ``stream`` stores at least ``n`` messages."""
+    return await stream_count(nats_url, stream) >= n

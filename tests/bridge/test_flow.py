@@ -19,7 +19,7 @@ from tests.bridge.support import (
     bridge_layout,
     bridge_settings,
     read_stream,
-    stream_count,
+    stream_holds,
 )
 from tests.helpers import Endpoints
 from tests.support.kafka import create_topics, produce
@@ -55,7 +55,7 @@ async def test_records_land_in_stream_live_and_kv(
         await produce(infra.kafka, t2, records_t2)
         expected = len(records_t1) - 1 + len(records_t2)
         await wait_until(
-            lambda: _ge(stream_count(nats_private.url, layout.stream), expected),
+            lambda: stream_holds(nats_private.url, layout.stream, expected),
             timeout=30,
             what=f"{expected} messages in the stream",
         )
@@ -126,10 +126,6 @@ async def test_records_land_in_stream_live_and_kv(
     await nc.close()
 
 
-async def _ge(coro: object, n: int) -> bool:
-    return int(await coro) >= n  # type: ignore[misc]
-
-
 async def _committed_all(w: InProcessWorker, metas: list[object]) -> bool:
     from aiokafka import TopicPartition
 
@@ -154,14 +150,14 @@ async def test_new_group_topic_is_picked_up_without_restart(
     async with InProcessWorker(infra.kafka, nats_private.url, s, layout) as w:
         await produce(infra.kafka, first, [(b"a", _event("a", "x", 0), [])])
         await wait_until(
-            lambda: _ge(stream_count(nats_private.url, layout.stream), 1), timeout=30, what="1st"
+            lambda: stream_holds(nats_private.url, layout.stream, 1), timeout=30, what="1st"
         )
         t0 = time.monotonic()
         late = layout.group_topic("G-late")
         await create_topics(infra.kafka, [late], partitions=2)
         await produce(infra.kafka, late, [(b"b", _event("b", "y", 0), [])])
         await wait_until(
-            lambda: _ge(stream_count(nats_private.url, layout.stream), 2), timeout=30, what="late"
+            lambda: stream_holds(nats_private.url, layout.stream, 2), timeout=30, what="late"
         )
         assert "G-late" in w.worker.owned_groups()
         # Within seconds (metadata refresh + rebalance), not minutes.
@@ -187,7 +183,7 @@ async def test_nats_restart_mid_flow_loses_and_duplicates_nothing(
         # Freeze NATS while the worker is busy, so that publishes are surely in flight and no ack
         # can come back, then kill it: what was in flight must be sent again after the restart.
         await wait_until(
-            lambda: _ge(stream_count(nats_private.url, layout.stream), n // 10),
+            lambda: stream_holds(nats_private.url, layout.stream, n // 10),
             timeout=30,
             what="flow",
             interval=0.02,
@@ -208,7 +204,7 @@ async def test_nats_restart_mid_flow_loses_and_duplicates_nothing(
         nats_private.start()
         await nats_private.wait_ready()
         await wait_until(
-            lambda: _ge(stream_count(nats_private.url, layout.stream), n), timeout=60, what="all n"
+            lambda: stream_holds(nats_private.url, layout.stream, n), timeout=60, what="all n"
         )
         reasons = ("disconnect", "publish_error", "error_ack", "ack_timeout")
         assert sum(w.metric("ofa_bridge_nats_resets_total", {"reason": r}) for r in reasons) >= 1

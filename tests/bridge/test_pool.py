@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import msgspec
 import nats
 import pytest
@@ -15,20 +16,19 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.coordinator.protocol import ConsumerProtocol
 
 from bridge.settings import BridgeSettings
-from compose.local_infra import NatsProcess
+from compose.local_infra import NatsProcess, free_port
 from ofa_contract.layout import Layout, NatsHeaders
 from ofa_contract.streams import BridgeEntry
 from tests.bridge.support import (
-    WorkerProcess,
     bridge_layout,
     bridge_settings,
     env_for,
-    http_get,
     read_stream,
-    stream_count,
+    stream_holds,
 )
 from tests.helpers import Endpoints
 from tests.support.kafka import create_topics
+from tests.support.procs import ComponentProcess
 from tests.support.wait import wait_until
 
 GROUPS = [f"WC{i}" for i in range(5)]
@@ -125,25 +125,27 @@ class Flow:
 
 
 @pytest.fixture
-def pool(tmp_path: Path) -> Iterator[list[WorkerProcess]]:
-    procs: list[WorkerProcess] = []
+def pool(tmp_path: Path) -> Iterator[list[ComponentProcess]]:
+    procs: list[ComponentProcess] = []
     yield procs
     for p in procs:
         p.kill()
 
 
 def _spawn(
-    pool: list[WorkerProcess],
+    pool: list[ComponentProcess],
     s: BridgeSettings,
     layout: Layout,
     infra: Endpoints,
     nats_url: str,
     tmp: Path,
     wid: str,
-) -> WorkerProcess:
-    settings = msgspec.structs.replace(s, worker_id=wid)
-    p = WorkerProcess(env_for(settings, layout, infra.kafka, nats_url), tmp / f"{wid}.log")
-    p.start()
+) -> ComponentProcess:
+    port = free_port()
+    settings = msgspec.structs.replace(s, worker_id=wid, ops_port=port)
+    env = env_for(settings, layout, infra.kafka, nats_url)
+    p = ComponentProcess(["bridge"], env, tmp, name=wid, ops_url=f"http://127.0.0.1:{port}")
+    p.start_nowait()
     pool.append(p)
     return p
 
@@ -167,7 +169,7 @@ async def _run_pool_scenario(
     nats_private: NatsProcess,
     unique: str,
     tmp_path: Path,
-    pool: list[WorkerProcess],
+    pool: list[ComponentProcess],
     kills: int,
     seconds: float,
 ) -> None:
@@ -187,7 +189,7 @@ async def _run_pool_scenario(
         current = first
         for k in range(kills):
             await wait_until(
-                lambda: _ge(stream_count(nats_private.url, layout.stream), 200),
+                lambda: stream_holds(nats_private.url, layout.stream, 200),
                 timeout=30,
                 what="the flow to reach the stream",
             )
@@ -209,21 +211,20 @@ async def _run_pool_scenario(
             assert len(moved) <= 2, f"a join moved more than balance needs: {moved}"
         await flow_task
         await wait_until(
-            lambda: _ge(stream_count(nats_private.url, layout.stream), flow.total),
+            lambda: stream_holds(nats_private.url, layout.stream, flow.total),
             timeout=60,
             what=f"all {flow.total} records in the stream",
         )
         await _check_stream(nats_private.url, layout, flow)
     finally:
         flow_task.cancel()
-        for p in pool:
-            p.terminate()
-        tails = "\n".join(p.log_tail(5) for p in pool)
-    assert all(p.proc is not None and p.proc.returncode == 0 for p in pool), tails
+        codes = [await p.terminate(30) for p in pool]
+        tails = "\n".join(p.log_tail(500) for p in pool)
+    assert codes == [0] * len(pool), tails
 
 
 async def _check_registry_and_ops(
-    nats_url: str, layout: Layout, owner_map: dict[str, str], pool: list[WorkerProcess]
+    nats_url: str, layout: Layout, owner_map: dict[str, str], pool: list[ComponentProcess]
 ) -> None:
     """The ofa_bridges registry agrees with Kafka's assignment; /ready and /metrics answer."""
     want: dict[str, list[str]] = {}
@@ -248,21 +249,15 @@ async def _check_registry_and_ops(
         await wait_until(agrees, timeout=15, what=f"the registry to show {want}")
     finally:
         await nc.close()
-    for p in pool:
-        port = p.ops_port()
-        assert port is not None, p.log_tail()
-        status, body = await http_get(port, "/ready")
-        assert status == 200, body
-        status, body = await http_get(port, "/metrics")
-        assert status == 200 and b"ofa_bridge_owned_groups" in body
+    async with httpx.AsyncClient(timeout=10) as http:
+        for p in pool:
+            assert await p.status("/ready") == 200, p.log_tail()
+            metrics = await http.get(f"{p.ops_url}/metrics")
+            assert metrics.status_code == 200 and "ofa_bridge_owned_groups" in metrics.text
 
 
-def _wid(p: WorkerProcess) -> str:
+def _wid(p: ComponentProcess) -> str:
     return p.env["BRIDGE_WORKER_ID"]
-
-
-async def _ge(coro: object, n: int) -> bool:
-    return int(await coro) >= n  # type: ignore[misc]
 
 
 @pytest.mark.parametrize(
@@ -277,7 +272,7 @@ async def test_pool_singleton_failover_exactly_once(
     nats_private: NatsProcess,
     unique: str,
     tmp_path: Path,
-    pool: list[WorkerProcess],
+    pool: list[ComponentProcess],
     kills: int,
     seconds: float,
 ) -> None:

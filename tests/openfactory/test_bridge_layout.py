@@ -10,7 +10,7 @@ import nats
 
 from compose.local_infra import NatsProcess
 from ofa_contract import openfactory
-from tests.bridge.support import InProcessWorker, bridge_layout, bridge_settings, stream_count
+from tests.bridge.support import InProcessWorker, bridge_layout, bridge_settings, stream_holds
 from tests.helpers import Endpoints
 from tests.openfactory.subscriber import OpenFactorySubscriber
 from tests.support.kafka import create_topics, produce
@@ -21,10 +21,6 @@ def _event(item: str, seq: int) -> bytes:
     return msgspec.json.encode(
         {"ID": item, "VALUE": seq, "TYPE": "Samples", "attributes": {"seq": seq}}
     )
-
-
-async def _ge(coro: object, n: int) -> bool:
-    return int(await coro) >= n  # type: ignore[misc]
 
 
 async def test_stored_records_reach_openfactory_subjects(
@@ -51,7 +47,7 @@ async def test_stored_records_reach_openfactory_subjects(
         metas = await produce(infra.kafka, topic, records + odd)
         n = len(records) + len(odd)
         await wait_until(
-            lambda: _ge(stream_count(nats_private.url, layout.stream), n), timeout=30, what="stored"
+            lambda: stream_holds(nats_private.url, layout.stream, n), timeout=30, what="stored"
         )
 
         async def forwarded() -> bool:
@@ -111,7 +107,7 @@ async def test_setting_turns_the_openfactory_layout_off(
             infra.kafka, topic, [(b"PROVER3018", _event("Temp", i), []) for i in range(3)]
         )
         await wait_until(
-            lambda: _ge(stream_count(nats_private.url, layout.stream), 3), timeout=30, what="stored"
+            lambda: stream_holds(nats_private.url, layout.stream, 3), timeout=30, what="stored"
         )
     assert w.metric("ofa_bridge_records_bridged_total", {"group": "WC1"}) == 3
     # The worker closed its connection (flushing what it sent); a round trip after that
