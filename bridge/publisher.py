@@ -25,7 +25,7 @@ from nats.js import JetStreamContext
 from bridge.metrics import BridgeMetrics
 from bridge.tracker import Entry
 from ofa_contract.compat import nats_send_raw
-from ofa_contract.runtime import get_logger
+from ofa_contract.runtime import cancel_and_wait, get_logger
 from ofa_contract.runtime.connect import ReconnectPolicy, connect_nats
 
 log = get_logger("bridge", __name__)
@@ -147,10 +147,7 @@ class Publisher:
         """Stop the supervisor and close the connection (un-acked entries stay un-acked)."""
         self._closing = True
         self._fault.set()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
         await self._teardown()
 
     async def submit(self, entry: Entry) -> None:
