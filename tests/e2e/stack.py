@@ -13,9 +13,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
+import msgspec
 
 from compose import dev
 from compose.local_infra import NatsProcess, free_port
+from ofa_contract.layout import Layout
 from ofa_contract.settings import CommonSettings
 
 #: Faster failure detection than the defaults (10 s), so that a kill costs seconds, not tens of
@@ -63,7 +65,11 @@ class Stack:
         common = CommonSettings(
             kafka_bootstrap_servers=kafka, nats_url=nats.url, input_topic=self.input_topic
         )
-        self.children = dev.plan(self.settings, common, unique, log_dir)
+        # As `dev` does: every name namespaced, except the input topic this harness names.
+        self.layout = msgspec.structs.replace(
+            Layout().namespaced(self.namespace), input_topic=self.input_topic
+        )
+        self.children = dev.plan(self.settings, common, self.layout, unique, log_dir).children
         for c in self.children:
             c.env.update(FAST_FAILOVER)
             c.env["LOG_FORMAT"] = "text"
@@ -82,11 +88,11 @@ class Stack:
 
     @property
     def dlq_topic(self) -> str:
-        return f"{self.namespace}ofa_assets_dlq"
+        return self.layout.dlq_topic
 
     @property
     def topic_prefix(self) -> str:
-        return f"{self.namespace}asset_stream_"
+        return self.layout.group_topic_prefix
 
     def names(self) -> list[str]:
         return list(self.by_name)
