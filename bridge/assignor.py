@@ -13,7 +13,6 @@ assignment. If two members claim one topic (a stale member), the higher epoch wi
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -24,7 +23,9 @@ from aiokafka.coordinator.protocol import (
     ConsumerProtocolMemberMetadata,
 )
 
-log = logging.getLogger(__name__)
+from ofa_contract.runtime import get_logger
+
+log = get_logger("bridge", __name__)
 
 
 class MemberState(msgspec.Struct, frozen=True):

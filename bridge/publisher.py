@@ -14,22 +14,37 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
 
-import nats
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from bridge.metrics import BridgeMetrics
 from bridge.tracker import Entry
+from ofa_contract.compat import nats_send_raw
+from ofa_contract.runtime import cancel_and_wait, get_logger
+from ofa_contract.runtime.connect import ReconnectPolicy, connect_nats
 
-log = logging.getLogger(__name__)
+log = get_logger("bridge", __name__)
+
+#: No client-side reconnect: this class reconnects and re-sends itself (module docstring). Not
+#: ``ReconnectPolicy.NONE``: with ``max_reconnect_attempts=0`` nats.py's first ``connect`` retries
+#: an unreachable server forever instead of raising; 1 makes it give up after two quick tries.
+_ONE_SHOT = ReconnectPolicy(
+    allow_reconnect=False, max_reconnect_attempts=1, reconnect_time_wait=0.1
+)
+
+#: nats-server writes ``"duplicate": true`` (with a space) into the ack of a publish it dropped
+#: as a duplicate; match the field, not one spelling of it.
+_DUPLICATE = re.compile(rb'"duplicate"\s*:\s*true')
 
 OnConnect = Callable[[JetStreamContext], Awaitable[None]]
-OnAck = Callable[[Entry, bool], None]
+#: Called with (entry, duplicate) once JetStream acknowledged an entry; may return a core NATS
+#: (subject, payload) to publish right away on the same connection (OpenFactory's layout).
+OnAck = Callable[[Entry, bool], tuple[str, bytes] | None]
 
 
 def encode_headers(headers: dict[str, str]) -> bytes:
@@ -38,13 +53,8 @@ def encode_headers(headers: dict[str, str]) -> bytes:
 
 
 async def _hpub(nc: Client, entry: Entry, reply: str) -> None:
-    """Send one HPUB with the entry's pre-encoded header block.
-
-    nats-py's public ``publish`` re-validates every header key with a regex and re-encodes the
-    block on each call (and again on each resend); that was a quarter of the worker's CPU. The
-    block is built once per record instead and queued through the client's command buffer,
-    exactly as ``publish`` does after its encoding step.
-    """
+    """Send one HPUB with the entry's pre-encoded header block (built once per record; see
+    :func:`ofa_contract.compat.nats_send_raw` for why not ``publish``)."""
     if nc.is_closed or not nc.is_connected:
         raise ConnectionError("NATS connection is not open")
     hdr = entry.headers
@@ -55,9 +65,7 @@ async def _hpub(nc: Client, entry: Entry, reply: str) -> None:
         + payload
         + b"\r\n"
     )
-    await nc._send_command(cmd)
-    if nc._flush_queue is not None and nc._flush_queue.empty():
-        await nc._flush_pending()
+    await nats_send_raw(nc, cmd)
 
 
 class Publisher:
@@ -106,11 +114,6 @@ class Publisher:
         """True while publishing is possible (connected, stream checked, resend done)."""
         return self._connected
 
-    @property
-    def in_flight(self) -> int:
-        """Publishes awaiting their ack on the current connection."""
-        return len(self._inflight)
-
     def has_space(self) -> bool:
         """True when :meth:`submit` may be called without exceeding the window."""
         return self._connected and len(self._inflight) < self._window
@@ -124,13 +127,17 @@ class Publisher:
         return self.has_space()
 
     async def wait_idle(self, timeout: float) -> bool:
-        """Wait until nothing is in flight (or ``timeout``); True when idle."""
+        """Wait until nothing is in flight (or ``timeout``); True when idle and connected.
+
+        Returns at once while disconnected: what was not acknowledged then is re-sent by the
+        next owner (same Nats-Msg-Id), and a stop must not wait for NATS to come back.
+        """
         deadline = time.monotonic() + timeout
-        while self._inflight or not self._connected:
-            if time.monotonic() >= deadline or self._closing:
-                return not self._inflight and self._connected
+        while self._inflight and self._connected and not self._closing:
+            if time.monotonic() >= deadline:
+                break
             await asyncio.sleep(0.01)
-        return True
+        return not self._inflight and self._connected
 
     def start(self) -> None:
         """Start the connection supervisor (connects, reconnects, resends)."""
@@ -140,10 +147,7 @@ class Publisher:
         """Stop the supervisor and close the connection (un-acked entries stay un-acked)."""
         self._closing = True
         self._fault.set()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
         await self._teardown()
 
     async def submit(self, entry: Entry) -> None:
@@ -192,9 +196,29 @@ class Publisher:
             )
             return
         self._metrics.publish_latency.observe(time.perf_counter() - entry.sent_at)
-        self._on_ack(entry, b'"duplicate":true' in data)
+        follow_up = self._on_ack(entry, _DUPLICATE.search(data) is not None)
+        if follow_up is not None:
+            await self._publish_core(*follow_up)
         if self._connected and len(self._inflight) < self._window:
             self._space.set()
+
+    async def _publish_core(self, subject: str, payload: bytes) -> None:
+        """Publish a core NATS message on the JetStream connection, from the ack handler.
+
+        Acks are handled one at a time in arrival order, so these publishes leave in the order
+        the stream stored the records. A failure (the connection is going away) loses the
+        message for core subscribers only; the stream has the record.
+        """
+        nc = self._nc
+        try:
+            if nc is None:
+                raise ConnectionError("not connected")
+            await nc.publish(subject, payload)
+        except Exception as exc:
+            self._metrics.openfactory_errors.inc()
+            log.debug("OpenFactory-layout publish to %s failed: %s", subject, exc)
+            return
+        self._metrics.openfactory_published.inc()
 
     async def _on_disconnected(self) -> None:
         if not self._closing:
@@ -205,12 +229,11 @@ class Publisher:
         log.debug("NATS client error: %s", self.last_error)
 
     async def _connect(self) -> None:
-        nc = await nats.connect(
+        nc = await connect_nats(
             self._url,
-            name=self._name,
-            allow_reconnect=False,
-            max_reconnect_attempts=0,
-            connect_timeout=2,
+            self._name,
+            policy=_ONE_SHOT,
+            log=log,
             disconnected_cb=self._on_disconnected,
             closed_cb=self._on_disconnected,
             error_cb=self._on_error,
@@ -254,6 +277,7 @@ class Publisher:
 
     async def _supervise(self) -> None:
         delay = self._backoff
+        failures = 0
         while not self._closing:
             self._fault.clear()
             try:
@@ -263,7 +287,17 @@ class Publisher:
             except Exception as exc:
                 self._connected = False
                 self.last_error = f"{type(exc).__name__}: {exc}"
-                log.warning("NATS not available (%s); retrying in %.1fs", self.last_error, delay)
+                failures += 1
+                # Attempts 1, 2, 4, 8...: one line at first, fewer the longer it lasts.
+                level = logging.WARNING if failures & (failures - 1) == 0 else logging.DEBUG
+                log.log(
+                    level,
+                    "waiting for NATS at %s (NATS_URL): %s; retrying in %.1fs",
+                    self._url,
+                    self.last_error,
+                    delay,
+                    extra={"variable": "NATS_URL", "attempt": failures},
+                )
                 await self._teardown()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self._backoff_max)
@@ -273,6 +307,7 @@ class Publisher:
                 await self._teardown()
                 continue
             delay = self._backoff
+            failures = 0
             self.last_error = ""
             log.info("connected to NATS at %s", self._url)
             if len(self._inflight) < self._window:
@@ -298,7 +333,3 @@ class Publisher:
                         f"no ack within {self._ack_timeout}s for {oldest.subject}", "ack_timeout"
                     )
                     return
-
-    def describe(self) -> dict[str, Any]:
-        """State for /ready and /info."""
-        return {"connected": self._connected, "in_flight": len(self._inflight)}

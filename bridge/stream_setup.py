@@ -11,8 +11,6 @@
 
 from __future__ import annotations
 
-import logging
-
 from nats.js import JetStreamContext
 from nats.js.api import (
     DiscardPolicy,
@@ -27,20 +25,22 @@ from nats.js.errors import BucketNotFoundError, NotFoundError
 from nats.js.kv import KeyValue
 
 from bridge.settings import BridgeSettings
+from ofa_contract.layout import Layout
+from ofa_contract.runtime import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger("bridge", __name__)
 
 
 def _storage(s: BridgeSettings) -> StorageType:
     return StorageType.FILE if s.storage == "file" else StorageType.MEMORY
 
 
-def asset_stream_config(s: BridgeSettings) -> StreamConfig:
+def asset_stream_config(layout: Layout, s: BridgeSettings) -> StreamConfig:
     """The stream's configuration from the settings (documented limits, RePublish)."""
     return StreamConfig(
-        name=s.stream_name,
+        name=layout.stream,
         description="OpenFactory asset events bridged from Kafka (ofa-serving)",
-        subjects=[f"{s.stream_subject_prefix}.>"],
+        subjects=[layout.stream_subjects()],
         storage=_storage(s),
         num_replicas=s.replicas,
         max_age=s.max_age_s if s.max_age_s > 0 else None,
@@ -49,13 +49,13 @@ def asset_stream_config(s: BridgeSettings) -> StreamConfig:
         discard=DiscardPolicy.OLD,
         duplicate_window=s.duplicate_window_s,
         allow_direct=True,
-        republish=RePublish(src=f"{s.stream_subject_prefix}.>", dest=f"{s.live_subject_prefix}.>"),
+        republish=RePublish(src=layout.stream_subjects(), dest=layout.live_republish()),
     )
 
 
-def state_stream_config(s: BridgeSettings) -> StreamConfig:
+def state_stream_config(layout: Layout, s: BridgeSettings) -> StreamConfig:
     """The ``asset_state`` KV bucket's stream, sourcing the asset stream server-side."""
-    bucket = s.state_bucket
+    bucket = layout.state_bucket
     return StreamConfig(
         name=f"KV_{bucket}",
         description="latest record per (asset, data item), sourced from the asset stream",
@@ -72,10 +72,10 @@ def state_stream_config(s: BridgeSettings) -> StreamConfig:
         duplicate_window=120.0,
         sources=[
             StreamSource(
-                name=s.stream_name,
+                name=layout.stream,
                 subject_transforms=[
                     SubjectTransform(
-                        src=f"{s.stream_subject_prefix}.*.*",
+                        src=f"{layout.stream_subject_prefix}.*.*",
                         dest=f"$KV.{bucket}.{{{{wildcard(1)}}}}.{{{{wildcard(2)}}}}",
                     )
                 ],
@@ -95,20 +95,20 @@ async def _upsert(js: JetStreamContext, cfg: StreamConfig) -> None:
     log.info("stream %s is up to date", cfg.name)
 
 
-async def ensure_streams(js: JetStreamContext, s: BridgeSettings) -> None:
+async def ensure_streams(js: JetStreamContext, layout: Layout, s: BridgeSettings) -> None:
     """Create or update the asset stream and the ``asset_state`` bucket (idempotent)."""
-    await _upsert(js, asset_stream_config(s))
-    await _upsert(js, state_stream_config(s))
+    await _upsert(js, asset_stream_config(layout, s))
+    await _upsert(js, state_stream_config(layout, s))
 
 
-async def ensure_registry(js: JetStreamContext, s: BridgeSettings) -> KeyValue:
+async def ensure_registry(js: JetStreamContext, layout: Layout, s: BridgeSettings) -> KeyValue:
     """Open (creating if missing) the worker registry bucket."""
     try:
-        return await js.key_value(s.bridges_bucket)
+        return await js.key_value(layout.bridges_bucket)
     except (BucketNotFoundError, NotFoundError):
         return await js.create_key_value(
             KeyValueConfig(
-                bucket=s.bridges_bucket,
+                bucket=layout.bridges_bucket,
                 ttl=s.registry_ttl_s,
                 storage=_storage(s),
                 replicas=s.replicas,

@@ -17,9 +17,22 @@ class Entry:
     """One Kafka record on its way into JetStream (kept until acked, for resending).
 
     ``headers`` is the encoded NATS header block (``NATS/1.0`` line included), built once.
+    ``asset``, ``timestamp`` and ``timestamp_type`` (the Kafka record's) feed the OpenFactory
+    layout message published once the stream stored the record.
     """
 
-    __slots__ = ("acked", "headers", "offset", "payload", "sent_at", "subject", "tracker")
+    __slots__ = (
+        "acked",
+        "asset",
+        "headers",
+        "offset",
+        "payload",
+        "sent_at",
+        "subject",
+        "timestamp",
+        "timestamp_type",
+        "tracker",
+    )
 
     def __init__(
         self,
@@ -28,8 +41,14 @@ class Entry:
         subject: str,
         payload: bytes,
         headers: bytes,
+        asset: str = "",
+        timestamp: int = -1,
+        timestamp_type: int = 0,
     ) -> None:
         self.tracker = tracker
+        self.asset = asset
+        self.timestamp = timestamp
+        self.timestamp_type = timestamp_type
         self.offset = offset
         self.subject = subject
         self.payload = payload

@@ -13,33 +13,31 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import re
 import time
 from collections import deque
 from typing import Any
 
-import msgspec
-import nats
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
-from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 
 from bridge.assignor import GroupSingletonAssignor
 from bridge.metrics import BridgeMetrics
 from bridge.publisher import Publisher, encode_headers
+from bridge.registry import Registry
 from bridge.settings import BridgeSettings
-from bridge.stream_setup import ensure_registry, ensure_streams
+from bridge.stream_setup import ensure_streams
 from bridge.tracker import Entry, PartitionTracker
-from ofa_contract import streams
+from ofa_contract import openfactory
 from ofa_contract.events import BadRecord, decode_record
-from ofa_contract.naming import encode_token, group_from_topic
+from ofa_contract.layout import Layout, NatsHeaders
+from ofa_contract.runtime import BackgroundTasks, get_logger, wait_for_service
+from ofa_contract.runtime.rebalance import GuardedRebalanceListener
 from ofa_contract.settings import CommonSettings
 
-log = logging.getLogger(__name__)
+log = get_logger("bridge", __name__)
 
-_KV_KEY_BAD = re.compile(r"[^-/_=.a-zA-Z0-9]")
 _HEADER_KEY_BAD = re.compile(r"[^!#$%&'*+\-.^_`|~0-9A-Za-z]")
 
 
@@ -50,44 +48,30 @@ def _header_value(raw: bytes | None) -> str:
     return raw.decode("utf-8", "backslashreplace").replace("\r", " ").replace("\n", " ").strip()
 
 
-class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, worker: BridgeWorker) -> None:
-        self._worker = worker
-
-    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        await self._worker._on_revoked(revoked)
-
-    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        self._worker._on_assigned(assigned)
-
-
 class BridgeWorker:
     """A bridge worker; :meth:`run` until ``stop`` is set, then drain, commit and close."""
 
     def __init__(
-        self, common: CommonSettings, settings: BridgeSettings, metrics: BridgeMetrics
+        self,
+        common: CommonSettings,
+        layout: Layout,
+        settings: BridgeSettings,
+        metrics: BridgeMetrics,
     ) -> None:
         self.common = common
-        self.s = settings
+        self.layout = layout
+        self.settings = settings
         self.metrics = metrics
         self.trackers: dict[TopicPartition, PartitionTracker] = {}
         self._backlog: deque[tuple[PartitionTracker, Any]] = deque()
         self._paused = False
         self._started = False
+        self._kafka_issue = "consumer not started"
+        #: Set when a rebalance callback failed: the worker stops (exit status 1).
+        self.failed: str | None = None
+        self._stop = asyncio.Event()
         self.assignor = GroupSingletonAssignor()
-        self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=common.kafka_bootstrap_servers,
-            group_id=settings.consumer_group,
-            client_id=f"ofa-bridge-{settings.worker_id}",
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            isolation_level="read_committed",
-            metadata_max_age_ms=settings.metadata_refresh_ms,
-            session_timeout_ms=settings.session_timeout_ms,
-            heartbeat_interval_ms=settings.heartbeat_interval_ms,
-            max_poll_records=settings.max_poll_records,
-            partition_assignment_strategy=(self.assignor,),
-        )
+        self.consumer = self._new_consumer()
         self.publisher = Publisher(
             common.nats_url,
             window=settings.max_in_flight,
@@ -100,48 +84,104 @@ class BridgeWorker:
             on_connect=self._on_nats_connect,
             name=f"ofa-bridge-{settings.worker_id}",
         )
-        self._ctl: NatsClient | None = None
+        self.registry = Registry(common.nats_url, layout, settings, metrics, self.owned_groups)
         self._ack_event = asyncio.Event()
         self._subjects: dict[tuple[str, str], str] = {}
         self._counters: dict[str, tuple[Any, Any]] = {}
+        # OpenFactory-layout subjects must never fall into the serving layer's own subjects.
+        self._reserved_subjects = (layout.stream_subject_prefix, layout.live_subject_prefix)
+        self._skip_reasons_logged: set[str] = set()
+
+    def _new_consumer(self) -> AIOKafkaConsumer:
+        s = self.settings
+        return AIOKafkaConsumer(
+            bootstrap_servers=self.common.kafka_bootstrap_servers,
+            group_id=s.consumer_group,
+            client_id=f"ofa-bridge-{s.worker_id}",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed",
+            metadata_max_age_ms=s.metadata_refresh_ms,
+            session_timeout_ms=s.session_timeout_ms,
+            heartbeat_interval_ms=s.heartbeat_interval_ms,
+            max_poll_records=s.max_poll_records,
+            partition_assignment_strategy=(self.assignor,),
+        )
 
     # -- lifecycle --------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Consume and bridge until ``stop`` is set; then drain in-flight, commit, close."""
+        """Consume and bridge until ``stop`` is set; then drain in-flight, commit, close.
+
+        While Kafka is unreachable it waits with back-off (not ready, one log line naming
+        ``KAFKA_BOOTSTRAP_SERVERS``); NATS is awaited by the publisher the same way.
+        """
+        self._stop = stop
         self.publisher.start()
-        await self.consumer.start()
-        self._started = True
-        pattern = f"^{re.escape(self.s.topic_prefix)}.*"
-        self.consumer.subscribe(pattern=pattern, listener=_Listener(self))
-        log.info("bridge worker %s subscribed to %s", self.s.worker_id, pattern)
-        tasks = [
-            asyncio.create_task(self._commit_loop(stop), name="bridge-commit"),
-            asyncio.create_task(self._housekeeping_loop(stop), name="bridge-housekeeping"),
-        ]
+        tasks = BackgroundTasks("bridge", log)
         try:
+            started = await wait_for_service(
+                f"Kafka at {self.common.kafka_bootstrap_servers}",
+                "KAFKA_BOOTSTRAP_SERVERS",
+                self._start_consumer,
+                stop,
+                log,
+                on_waiting=self._waiting_for_kafka,
+            )
+            if started is None:
+                return  # stopped while waiting
+            pattern = self.layout.group_topic_pattern()
+            self.consumer.subscribe(
+                pattern=pattern,
+                listener=GuardedRebalanceListener(
+                    self._on_assigned, self._on_revoked, self._on_rebalance_error
+                ),
+            )
+            log.info("subscribed", extra={"worker_id": self.settings.worker_id, "pattern": pattern})
+            tasks.spawn(self._commit_loop(stop), name="bridge-commit")
+            tasks.spawn(self._lag_loop(stop), name="bridge-lag")
+            tasks.spawn(self.registry.run(stop), name="bridge-registry")
             await self._consume_loop(stop)
         finally:
-            for t in tasks:
-                t.cancel()
-            for t in tasks:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await t
+            await tasks.close(timeout=10)
             await self._shutdown()
+
+    async def _start_consumer(self) -> bool:
+        """One start attempt; a consumer that failed to start is closed and replaced."""
+        try:
+            await self.consumer.start()
+        except BaseException:
+            failed, self.consumer = self.consumer, self._new_consumer()
+            with contextlib.suppress(Exception):
+                await failed.stop()
+            raise
+        self._started = True
+        return True
+
+    def _waiting_for_kafka(self, reason: str) -> None:
+        self._kafka_issue = reason
+
+    def _on_rebalance_error(self, exc: BaseException, phase: str) -> None:
+        # The assignment is no longer what this worker believes it is: stop, let another
+        # worker (or a restart) take the groups over, rather than bridge with a wrong picture.
+        self.failed = f"partitions {phase} callback failed: {type(exc).__name__}: {exc}"
+        log.error("rebalance failed; stopping", exc_info=exc, extra={"phase": phase})
+        self._stop.set()
 
     async def _shutdown(self) -> None:
         self._backlog.clear()
         for tr in self.trackers.values():
             tr.active = False
-        idle = await self.publisher.wait_idle(self.s.revoke_drain_timeout_s)
-        if not idle:
+        idle = await self.publisher.wait_idle(self.settings.revoke_drain_timeout_s)
+        if not idle and any(not tr.drained for tr in self.trackers.values()):
             log.warning("stopping with un-acked records; the next owner re-publishes them")
-        await self._commit(list(self.trackers.values()))
+        if self._started:
+            await self._commit(list(self.trackers.values()))
         await self.publisher.close()
         with contextlib.suppress(Exception):
             await self.consumer.stop()
-        await self._unregister()
-        log.info("bridge worker %s stopped", self.s.worker_id)
+        await self.registry.close()
+        log.info("stopped", extra={"worker_id": self.settings.worker_id})
 
     # -- consuming --------------------------------------------------------------------------
 
@@ -159,7 +199,7 @@ class BridgeWorker:
                 timeout_ms = 100
             try:
                 batch = await consumer.getmany(
-                    timeout_ms=timeout_ms, max_records=self.s.max_poll_records
+                    timeout_ms=timeout_ms, max_records=self.settings.max_poll_records
                 )
             except KafkaError as exc:
                 log.warning("Kafka poll failed: %s", exc)
@@ -221,13 +261,20 @@ class BridgeWorker:
             # Nats-* headers steer JetStream (rollups, expectations): never taken from input.
             if key and not key.lower().startswith("nats-"):
                 headers[key] = _header_value(v)
-        headers[streams.H_MSG_ID] = f"{rec.topic}:{rec.partition}:{rec.offset}"
-        headers[streams.H_ASSET] = _header_value(ev.asset_uuid.encode())
-        headers[streams.H_ITEM] = _header_value(ev.id.encode())
-        headers[streams.H_GROUP] = tr.group
-        headers[streams.H_KAFKA_TS] = str(rec.timestamp)
+        headers[NatsHeaders.MSG_ID] = Layout.msg_id(rec.topic, rec.partition, rec.offset)
+        headers[NatsHeaders.ASSET] = _header_value(ev.asset_uuid.encode())
+        headers[NatsHeaders.ITEM] = _header_value(ev.id.encode())
+        headers[NatsHeaders.GROUP] = tr.group
+        headers[NatsHeaders.KAFKA_TS] = str(rec.timestamp)
         return Entry(
-            tr, rec.offset, self._subject(ev.asset_uuid, ev.id), rec.value, encode_headers(headers)
+            tr,
+            rec.offset,
+            self._subject(ev.asset_uuid, ev.id),
+            rec.value,
+            encode_headers(headers),
+            ev.asset_uuid,
+            rec.timestamp,
+            rec.timestamp_type,
         )
 
     def _subject(self, asset: str, item: str) -> str:
@@ -237,14 +284,14 @@ class BridgeWorker:
         if subject is None:
             if len(cache) > 200_000:
                 cache.clear()
-            subject = f"{self.s.stream_subject_prefix}.{encode_token(asset)}.{encode_token(item)}"
+            subject = self.layout.stream_subject(asset, item)
             cache[(asset, item)] = subject
         return subject
 
-    def _on_ack(self, entry: Entry, duplicate: bool) -> None:
+    def _on_ack(self, entry: Entry, duplicate: bool) -> tuple[str, bytes] | None:
         tr = entry.tracker
         if entry.acked:
-            return
+            return None
         tr.ack(entry)
         if not tr.active:
             self._ack_event.set()
@@ -258,19 +305,56 @@ class BridgeWorker:
         counters[0].inc()
         if duplicate:
             counters[1].inc()
+            # Stored by an earlier publish, usually a previous owner's before a failover, which
+            # published it in OpenFactory's layout on its ack: publishing again would duplicate
+            # it. An earlier publish whose ack was lost (crash, connection reset) was never
+            # published there: that is the loss window the README measures.
+            return None
+        if not self.settings.openfactory_subjects:
+            return None
+        return self._openfactory_message(entry)
+
+    def _openfactory_message(self, entry: Entry) -> tuple[str, bytes] | None:
+        """The record in OpenFactory's layout, or None (counted) when it cannot be carried."""
+        try:
+            return openfactory.to_openfactory(
+                entry.asset,
+                entry.payload,
+                entry.timestamp,
+                entry.timestamp_type,
+                int(time.time() * 1000),
+                self._reserved_subjects,
+            )
+        except openfactory.Skipped as exc:
+            self.metrics.openfactory_skipped.labels(exc.reason).inc()
+            if exc.reason not in self._skip_reasons_logged:
+                # Once per reason: a misbehaving producer repeats the same record shape.
+                self._skip_reasons_logged.add(exc.reason)
+                log.warning(
+                    "record not published in OpenFactory's layout (counted in "
+                    "ofa_bridge_openfactory_skipped_total; logged once per reason): %s",
+                    exc,
+                    extra={
+                        "topic": entry.tracker.tp.topic,
+                        "partition": entry.tracker.tp.partition,
+                        "offset": entry.offset,
+                        "reason": exc.reason,
+                    },
+                )
+            return None
 
     def _unacked(self) -> list[Entry]:
         # Includes revoked partitions still draining: their records must reach the stream.
         return [e for tr in list(self.trackers.values()) for e in tr.unacked()]
 
     async def _on_nats_connect(self, js: JetStreamContext) -> None:
-        await ensure_streams(js, self.s)
+        await ensure_streams(js, self.layout, self.settings)
 
     # -- rebalancing ------------------------------------------------------------------------
 
     def _group_of(self, topic: str) -> str:
         try:
-            return group_from_topic(topic, self.s.topic_prefix)
+            return self.layout.group_from_topic(topic)
         except ValueError:
             return topic
 
@@ -289,8 +373,10 @@ class BridgeWorker:
         for tr in trs:
             tr.active = False
         self._backlog = deque(x for x in self._backlog if x[0].active)
-        deadline = time.monotonic() + self.s.revoke_drain_timeout_s
-        while any(not tr.drained for tr in trs):
+        deadline = time.monotonic() + self.settings.revoke_drain_timeout_s
+        # Nothing is acknowledged while NATS is away: do not hold a rebalance (or a stop) for
+        # it; the next owner re-sends what is un-acked, with the same Nats-Msg-Id.
+        while any(not tr.drained for tr in trs) and self.publisher.connected:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
@@ -327,21 +413,17 @@ class BridgeWorker:
                 tr.committed = offsets[tr.tp]
 
     async def _commit_loop(self, stop: asyncio.Event) -> None:
-        interval = self.s.commit_interval_ms / 1000
+        interval = self.settings.commit_interval_ms / 1000
         while not stop.is_set():
             await asyncio.sleep(interval)
             await self._commit([tr for tr in self.trackers.values() if tr.active])
 
-    async def _housekeeping_loop(self, stop: asyncio.Event) -> None:
-        """Lag gauges and the worker registry heartbeat."""
-        last_beat = 0.0
+    async def _lag_loop(self, stop: asyncio.Event) -> None:
+        """Lag gauges, once a second."""
         while not stop.is_set():
             self._update_lag()
-            if time.monotonic() - last_beat >= self.s.heartbeat_s:
-                last_beat = time.monotonic()
-                with contextlib.suppress(Exception):
-                    await self._heartbeat()
-            await asyncio.sleep(1.0)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 1.0)
 
     def _update_lag(self) -> None:
         lag: dict[str, int] = {}
@@ -360,50 +442,19 @@ class BridgeWorker:
         """Groups this worker currently owns."""
         return sorted({tr.group for tr in self.trackers.values() if tr.active})
 
-    def _registry_key(self) -> str:
-        return _KV_KEY_BAD.sub("_", self.s.worker_id)
-
-    async def _heartbeat(self) -> None:
-        if self._ctl is None:
-            self._ctl = await nats.connect(
-                self.common.nats_url, name=f"ofa-bridge-ctl-{self.s.worker_id}", connect_timeout=2
-            )
-        kv = await ensure_registry(self._ctl.jetstream(), self.s)
-        entry = streams.BridgeEntry(
-            id=self.s.worker_id, groups=self.owned_groups(), updated_ms=int(time.time() * 1000)
-        )
-        await kv.put(self._registry_key(), msgspec.json.encode(entry))
-
-    async def _unregister(self) -> None:
-        if self._ctl is None:
-            return
-        with contextlib.suppress(Exception):
-            kv = await self._ctl.jetstream().key_value(self.s.bridges_bucket)
-            await kv.delete(self._registry_key())
-        with contextlib.suppress(Exception):
-            await self._ctl.close()
-
     # -- health -----------------------------------------------------------------------------
 
     async def ready_issues(self) -> dict[str, str]:
         """Empty when Kafka answers and JetStream is connected; else what is not."""
         issues: dict[str, str] = {}
         if not self.publisher.connected:
-            issues["nats"] = self.publisher.last_error or "not connected"
+            reason = self.publisher.last_error or "not connected"
+            issues["nats"] = f"waiting for NATS at {self.common.nats_url} (NATS_URL): {reason}"
         if not self._started:
-            issues["kafka"] = "consumer not started"
+            issues["kafka"] = self._kafka_issue
         else:
             try:
                 await asyncio.wait_for(self.consumer.topics(), 3)
             except Exception as exc:
                 issues["kafka"] = f"metadata request failed: {type(exc).__name__}: {exc}"
         return issues
-
-    def info(self) -> dict[str, Any]:
-        """What /info shows."""
-        return {
-            "worker_id": self.s.worker_id,
-            "consumer_group": self.s.consumer_group,
-            "groups": self.owned_groups(),
-            "publisher": self.publisher.describe(),
-        }

@@ -12,17 +12,19 @@ import pytest
 
 from bridge.settings import BridgeSettings
 from compose.local_infra import NatsProcess
-from ofa_contract import streams
+from ofa_contract.layout import Layout, NatsHeaders
 from ofa_contract.naming import encode_token
 from tests.bridge.support import (
     InProcessWorker,
+    bridge_layout,
     bridge_settings,
     read_stream,
-    stream_count,
-    topic_of,
-    wait_for,
+    stream_holds,
 )
-from tests.helpers import Endpoints, create_topics, load_samples, produce, sample_record
+from tests.helpers import Endpoints
+from tests.support.kafka import create_topics, produce
+from tests.support.samples import load_samples, sample_record
+from tests.support.wait import wait_until
 
 
 def _event(asset: str, item: str, seq: int) -> bytes:
@@ -35,7 +37,8 @@ async def test_records_land_in_stream_live_and_kv(
     infra: Endpoints, nats_private: NatsProcess, unique: str
 ) -> None:
     s = bridge_settings(unique)
-    t1, t2 = topic_of(s, "WC1"), topic_of(s, "WC 2/ü")
+    layout = bridge_layout(unique)
+    t1, t2 = layout.group_topic("WC1"), layout.group_topic("WC 2/ü")
     await create_topics(infra.kafka, [t1, t2], partitions=3)
     samples = [x for x in load_samples() if x.get("key") == "VIRTUAL-TEMP-SENS-001"][:3]
     raw = [sample_record(x) for x in samples]
@@ -46,82 +49,81 @@ async def test_records_land_in_stream_live_and_kv(
     records_t2 = [(b"asset \xc3\xa9", _event("x", "it.em", 7), [])]
 
     nc = await nats.connect(nats_private.url)
-    live = await nc.subscribe(f"{streams.LIVE_SUBJECT_PREFIX}.>")
-    async with InProcessWorker(infra.kafka, nats_private.url, s) as w:
+    live = await nc.subscribe(f"{layout.live_subject_prefix}.>")
+    async with InProcessWorker(infra.kafka, nats_private.url, s, layout) as w:
         metas1 = await produce(infra.kafka, t1, records_t1)
         await produce(infra.kafka, t2, records_t2)
         expected = len(records_t1) - 1 + len(records_t2)
-        await wait_for(
-            lambda: _ge(stream_count(nats_private.url, s.stream_name), expected),
-            30,
-            f"{expected} messages in the stream",
+        await wait_until(
+            lambda: stream_holds(nats_private.url, layout.stream, expected),
+            timeout=30,
+            what=f"{expected} messages in the stream",
         )
         # Offsets are committed up to the last record, including the skipped bad one.
-        await wait_for(
+        await wait_until(
             lambda: _committed_all(w, metas1),
-            15,
-            "offsets committed past every record",
+            timeout=15,
+            what="offsets committed past every record",
         )
-        assert w.metric("bridge_bad_records_total", {"group": "WC1", "kind": "not_json"}) == 1
-        assert w.metric("bridge_records_bridged_total", {"group": "WC1"}) == len(records_t1) - 1
+        assert w.metric("ofa_bridge_bad_records_total", {"group": "WC1", "kind": "not_json"}) == 1
+        assert w.metric("ofa_bridge_records_bridged_total", {"group": "WC1"}) == len(records_t1) - 1
         assert w.worker.owned_groups() == ["WC 2/ü", "WC1"]
 
-    msgs = await read_stream(nats_private.url, s.stream_name, f"{s.stream_subject_prefix}.>")
+    msgs = await read_stream(nats_private.url, layout.stream, layout.stream_subjects())
     assert len(msgs) == expected
-    by_id = {m.headers[streams.H_MSG_ID]: m for m in msgs if m.headers}
+    by_id = {m.headers[NatsHeaders.MSG_ID]: m for m in msgs if m.headers}
     for (key, value, _), meta in zip(records_t1, metas1, strict=True):
-        mid = streams.msg_id(t1, meta.partition, meta.offset)
+        mid = Layout.msg_id(t1, meta.partition, meta.offset)
         if value == b"not json":
             assert mid not in by_id
             continue
         m = by_id[mid]
         assert m.data == value  # byte for byte
         assert m.headers is not None
-        assert m.headers[streams.H_ASSET] == key.decode()
-        assert m.headers[streams.H_GROUP] == "WC1"
+        assert m.headers[NatsHeaders.ASSET] == key.decode()
+        assert m.headers[NatsHeaders.GROUP] == "WC1"
         # The record's own CreateTime (the producer's metadata may carry its batch's).
-        assert abs(int(m.headers[streams.H_KAFKA_TS]) - meta.timestamp) < 5000
+        assert abs(int(m.headers[NatsHeaders.KAFKA_TS]) - meta.timestamp) < 5000
         item = msgspec.json.decode(value)["ID"]
-        assert m.headers[streams.H_ITEM] == item
-        assert m.subject == streams.stream_subject(key.decode(), item)
+        assert m.headers[NatsHeaders.ITEM] == item
+        assert m.subject == layout.stream_subject(key.decode(), item)
     hm = next(m for m in msgs if m.headers and m.headers.get("trace") == "abc")
     assert "Nats-Rollup" not in (hm.headers or {})  # JetStream control headers never forwarded
-    odd = next(m for m in msgs if m.headers and m.headers[streams.H_GROUP] == "WC 2/ü")
-    assert odd.subject == f"ofa.asset.{encode_token('asset é')}.{encode_token('it.em')}"
+    odd = next(m for m in msgs if m.headers and m.headers[NatsHeaders.GROUP] == "WC 2/ü")
+    assert (
+        odd.subject
+        == f"{layout.stream_subject_prefix}.{encode_token('asset é')}.{encode_token('it.em')}"
+    )
 
     # Live subjects carry the stream sequence headers (RePublish).
     got = []
     for _ in range(expected):
         got.append(await live.next_msg(timeout=5))
-    assert all(g.headers and streams.H_SEQUENCE in g.headers for g in got)
-    assert sorted(int(g.headers[streams.H_SEQUENCE]) for g in got if g.headers) == list(
+    assert all(g.headers and NatsHeaders.SEQUENCE in g.headers for g in got)
+    assert sorted(int(g.headers[NatsHeaders.SEQUENCE]) for g in got if g.headers) == list(
         range(1, expected + 1)
     )
-    temp = [g for g in got if g.subject == streams.live_subject("A-1", "temp")]
+    temp = [g for g in got if g.subject == layout.live_subject("A-1", "temp")]
     assert [g.data for g in temp] == [_event("A-1", "temp", 0), _event("A-1", "temp", 1)]
     assert (
         temp[1].headers
-        and temp[1].headers[streams.H_LAST_SEQUENCE] == temp[0].headers[streams.H_SEQUENCE]
+        and temp[1].headers[NatsHeaders.LAST_SEQUENCE] == temp[0].headers[NatsHeaders.SEQUENCE]
     )
 
     # The KV bucket holds the latest value per data item (fed by the stream server-side).
-    kv = await nc.jetstream().key_value(s.state_bucket)
+    kv = await nc.jetstream().key_value(layout.state_bucket)
 
     async def latest_is_seq1() -> bool:
         try:
-            e = await kv.get(streams.state_key("A-1", "temp"))
+            e = await kv.get(Layout.state_key("A-1", "temp"))
         except Exception:
             return False
         return e.value == _event("A-1", "temp", 1)
 
-    await wait_for(latest_is_seq1, 10, "asset_state to hold the latest temp value")
-    e = await kv.get(streams.state_key("asset é", "it.em"))
+    await wait_until(latest_is_seq1, timeout=10, what="asset_state to hold the latest temp value")
+    e = await kv.get(Layout.state_key("asset é", "it.em"))
     assert e.value == _event("x", "it.em", 7)
     await nc.close()
-
-
-async def _ge(coro: object, n: int) -> bool:
-    return int(await coro) >= n  # type: ignore[misc]
 
 
 async def _committed_all(w: InProcessWorker, metas: list[object]) -> bool:
@@ -142,16 +144,21 @@ async def test_new_group_topic_is_picked_up_without_restart(
     infra: Endpoints, nats_private: NatsProcess, unique: str
 ) -> None:
     s = bridge_settings(unique)
-    first = topic_of(s, "G1")
+    layout = bridge_layout(unique)
+    first = layout.group_topic("G1")
     await create_topics(infra.kafka, [first], partitions=2)
-    async with InProcessWorker(infra.kafka, nats_private.url, s) as w:
+    async with InProcessWorker(infra.kafka, nats_private.url, s, layout) as w:
         await produce(infra.kafka, first, [(b"a", _event("a", "x", 0), [])])
-        await wait_for(lambda: _ge(stream_count(nats_private.url, s.stream_name), 1), 30, "1st")
+        await wait_until(
+            lambda: stream_holds(nats_private.url, layout.stream, 1), timeout=30, what="1st"
+        )
         t0 = time.monotonic()
-        late = topic_of(s, "G-late")
+        late = layout.group_topic("G-late")
         await create_topics(infra.kafka, [late], partitions=2)
         await produce(infra.kafka, late, [(b"b", _event("b", "y", 0), [])])
-        await wait_for(lambda: _ge(stream_count(nats_private.url, s.stream_name), 2), 30, "late")
+        await wait_until(
+            lambda: stream_holds(nats_private.url, layout.stream, 2), timeout=30, what="late"
+        )
         assert "G-late" in w.worker.owned_groups()
         # Within seconds (metadata refresh + rebalance), not minutes.
         assert time.monotonic() - t0 < 20
@@ -162,7 +169,8 @@ async def test_nats_restart_mid_flow_loses_and_duplicates_nothing(
     infra: Endpoints, nats_private: NatsProcess, unique: str, n: int
 ) -> None:
     s: BridgeSettings = bridge_settings(unique, ack_timeout_s=3.0)
-    topic = topic_of(s, "R")
+    layout = bridge_layout(unique)
+    topic = layout.group_topic("R")
     await create_topics(infra.kafka, [topic], partitions=3)
     assets = [f"asset-{i}" for i in range(6)]
     recs = []
@@ -171,36 +179,41 @@ async def test_nats_restart_mid_flow_loses_and_duplicates_nothing(
         recs.append((a.encode(), _event(a, "v", seq // len(assets)), []))
     await produce(infra.kafka, topic, recs)
 
-    async with InProcessWorker(infra.kafka, nats_private.url, s) as w:
+    async with InProcessWorker(infra.kafka, nats_private.url, s, layout) as w:
         # Freeze NATS while the worker is busy, so that publishes are surely in flight and no ack
         # can come back, then kill it: what was in flight must be sent again after the restart.
-        await wait_for(
-            lambda: _ge(stream_count(nats_private.url, s.stream_name), n // 10), 30, "flow", 0.02
+        await wait_until(
+            lambda: stream_holds(nats_private.url, layout.stream, n // 10),
+            timeout=30,
+            what="flow",
+            interval=0.02,
         )
         assert nats_private.pid is not None
         os.kill(nats_private.pid, signal.SIGSTOP)
 
         async def in_flight() -> bool:
-            return w.metric("bridge_acks_in_flight") > 0
+            return w.metric("ofa_bridge_acks_in_flight") > 0
 
-        await wait_for(in_flight, 10, "publishes in flight to the frozen server")
+        await wait_until(in_flight, timeout=10, what="publishes in flight to the frozen server")
         nats_private.kill()
 
         async def not_ready() -> bool:
             return "nats" in await w.worker.ready_issues()
 
-        await wait_for(not_ready, 10, "/ready to name NATS while it is down")
+        await wait_until(not_ready, timeout=10, what="/ready to name NATS while it is down")
         nats_private.start()
         await nats_private.wait_ready()
-        await wait_for(lambda: _ge(stream_count(nats_private.url, s.stream_name), n), 60, "all n")
+        await wait_until(
+            lambda: stream_holds(nats_private.url, layout.stream, n), timeout=60, what="all n"
+        )
         reasons = ("disconnect", "publish_error", "error_ack", "ack_timeout")
-        assert sum(w.metric("bridge_nats_resets_total", {"reason": r}) for r in reasons) >= 1
+        assert sum(w.metric("ofa_bridge_nats_resets_total", {"reason": r}) for r in reasons) >= 1
         # The outage really caught publishes in flight, and they were sent again.
-        assert w.metric("bridge_resent_total") > 0
+        assert w.metric("ofa_bridge_resent_total") > 0
         assert await w.worker.ready_issues() == {}
-    msgs = await read_stream(nats_private.url, s.stream_name, f"{s.stream_subject_prefix}.>")
+    msgs = await read_stream(nats_private.url, layout.stream, layout.stream_subjects())
     assert len(msgs) == n
-    ids = [m.headers[streams.H_MSG_ID] for m in msgs if m.headers]
+    ids = [m.headers[NatsHeaders.MSG_ID] for m in msgs if m.headers]
     assert len(set(ids)) == n
     per_asset: dict[str, list[int]] = {}
     for m in msgs:

@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import msgspec
 import nats
 import pytest
@@ -15,21 +16,20 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.coordinator.protocol import ConsumerProtocol
 
 from bridge.settings import BridgeSettings
-from compose.local_infra import NatsProcess
-from ofa_contract import streams
-from ofa_contract.naming import group_from_topic
+from compose.local_infra import NatsProcess, free_port
+from ofa_contract.layout import Layout, NatsHeaders
 from ofa_contract.streams import BridgeEntry
 from tests.bridge.support import (
-    WorkerProcess,
+    bridge_layout,
     bridge_settings,
     env_for,
-    http_get,
     read_stream,
-    stream_count,
-    topic_of,
-    wait_for,
+    stream_holds,
 )
-from tests.helpers import Endpoints, create_topics
+from tests.helpers import Endpoints
+from tests.support.kafka import create_topics
+from tests.support.procs import ComponentProcess
+from tests.support.wait import wait_until
 
 GROUPS = [f"WC{i}" for i in range(5)]
 
@@ -55,11 +55,11 @@ async def describe(kafka: str, group_id: str) -> tuple[str, dict[str, dict[str, 
 
 
 async def stable_assignment(
-    kafka: str, s: BridgeSettings, members: int, timeout: float = 60
+    kafka: str, s: BridgeSettings, layout: Layout, members: int, timeout: float = 60
 ) -> dict[str, dict[str, list[int]]]:
     """Wait until the group is Stable with ``members`` members covering every group topic."""
     result: dict[str, dict[str, list[int]]] = {}
-    wanted = {topic_of(s, g) for g in GROUPS}
+    wanted = {layout.group_topic(g) for g in GROUPS}
 
     async def ok() -> bool:
         nonlocal result
@@ -67,7 +67,9 @@ async def stable_assignment(
         covered = {t for topics in result.values() for t in topics}
         return state == "Stable" and len(result) == members and covered == wanted
 
-    await wait_for(ok, timeout, f"a stable assignment over {members} workers", interval=0.5)
+    await wait_until(
+        ok, timeout=timeout, what=f"a stable assignment over {members} workers", interval=0.5
+    )
     return result
 
 
@@ -85,9 +87,9 @@ def owners(assignment: dict[str, dict[str, list[int]]]) -> dict[str, str]:
 class Flow:
     """A steady, bounded flow into the derived topics, with a per-asset sequence number."""
 
-    def __init__(self, kafka: str, s: BridgeSettings, rate: int, seconds: float) -> None:
+    def __init__(self, kafka: str, layout: Layout, rate: int, seconds: float) -> None:
         self.kafka = kafka
-        self.s = s
+        self.layout = layout
         self.rate = rate
         self.seconds = seconds
         self.sent: dict[str, int] = {}
@@ -111,7 +113,9 @@ class Flow:
                     value = msgspec.json.encode(
                         {"ID": "count", "VALUE": seq, "TYPE": "Samples", "attributes": {"seq": seq}}
                     )
-                    futs.append(await producer.send(topic_of(self.s, g), value, key=a.encode()))
+                    futs.append(
+                        await producer.send(self.layout.group_topic(g), value, key=a.encode())
+                    )
                     self.sent[a] = seq + 1
                 await asyncio.gather(*futs)
                 self.total = sum(self.sent.values())
@@ -121,36 +125,39 @@ class Flow:
 
 
 @pytest.fixture
-def pool(tmp_path: Path) -> Iterator[list[WorkerProcess]]:
-    procs: list[WorkerProcess] = []
+def pool(tmp_path: Path) -> Iterator[list[ComponentProcess]]:
+    procs: list[ComponentProcess] = []
     yield procs
     for p in procs:
         p.kill()
 
 
 def _spawn(
-    pool: list[WorkerProcess],
+    pool: list[ComponentProcess],
     s: BridgeSettings,
+    layout: Layout,
     infra: Endpoints,
     nats_url: str,
     tmp: Path,
     wid: str,
-) -> WorkerProcess:
-    settings = msgspec.structs.replace(s, worker_id=wid)
-    p = WorkerProcess(env_for(settings, infra.kafka, nats_url), tmp / f"{wid}.log")
-    p.start()
+) -> ComponentProcess:
+    port = free_port()
+    settings = msgspec.structs.replace(s, worker_id=wid, ops_port=port)
+    env = env_for(settings, layout, infra.kafka, nats_url)
+    p = ComponentProcess(["bridge"], env, tmp, name=wid, ops_url=f"http://127.0.0.1:{port}")
+    p.start_nowait()
     pool.append(p)
     return p
 
 
-async def _check_stream(nats_url: str, s: BridgeSettings, flow: Flow) -> None:
-    msgs = await read_stream(nats_url, s.stream_name, f"{s.stream_subject_prefix}.>")
-    ids = [m.headers[streams.H_MSG_ID] for m in msgs if m.headers]
+async def _check_stream(nats_url: str, layout: Layout, flow: Flow) -> None:
+    msgs = await read_stream(nats_url, layout.stream, layout.stream_subjects())
+    ids = [m.headers[NatsHeaders.MSG_ID] for m in msgs if m.headers]
     assert len(ids) == len(set(ids)), "a Kafka record was stored twice"
     assert len(msgs) == flow.total, f"{len(msgs)} stored, {flow.total} produced"
     per_asset: dict[str, list[int]] = {}
     for m in msgs:
-        asset = (m.headers or {})[streams.H_ASSET]
+        asset = (m.headers or {})[NatsHeaders.ASSET]
         per_asset.setdefault(asset, []).append(msgspec.json.decode(m.data)["attributes"]["seq"])
     assert set(per_asset) == set(flow.sent)
     for asset, seqs in per_asset.items():
@@ -162,72 +169,72 @@ async def _run_pool_scenario(
     nats_private: NatsProcess,
     unique: str,
     tmp_path: Path,
-    pool: list[WorkerProcess],
+    pool: list[ComponentProcess],
     kills: int,
     seconds: float,
 ) -> None:
     s = bridge_settings(unique)
-    await create_topics(infra.kafka, [topic_of(s, g) for g in GROUPS], partitions=3)
+    layout = bridge_layout(unique)
+    await create_topics(infra.kafka, [layout.group_topic(g) for g in GROUPS], partitions=3)
     for i in range(3):
-        _spawn(pool, s, infra, nats_private.url, tmp_path, f"w{i}-{unique}")
-    first = owners(await stable_assignment(infra.kafka, s, 3))
+        _spawn(pool, s, layout, infra, nats_private.url, tmp_path, f"w{i}-{unique}")
+    first = owners(await stable_assignment(infra.kafka, s, layout, 3))
     loads = sorted([list(first.values()).count(c) for c in set(first.values())])
     assert loads == [1, 2, 2], f"unbalanced: {first}"
-    await _check_registry_and_ops(nats_private.url, s, first, pool)
+    await _check_registry_and_ops(nats_private.url, layout, first, pool)
 
-    flow = Flow(infra.kafka, s, rate=400, seconds=seconds)
+    flow = Flow(infra.kafka, layout, rate=400, seconds=seconds)
     flow_task = asyncio.create_task(flow.run())
     try:
         current = first
         for k in range(kills):
-            await wait_for(
-                lambda: _ge(stream_count(nats_private.url, s.stream_name), 200),
-                30,
-                "the flow to reach the stream",
+            await wait_until(
+                lambda: stream_holds(nats_private.url, layout.stream, 200),
+                timeout=30,
+                what="the flow to reach the stream",
             )
             # Kill -9 the owner of WC0 (varies as groups move): a crash mid-flow.
-            victim_client = current[topic_of(s, GROUPS[k % len(GROUPS)])]
+            victim_client = current[layout.group_topic(GROUPS[k % len(GROUPS)])]
             victim = next(p for p in pool if p.proc and f"ofa-bridge-{_wid(p)}" == victim_client)
             victim.kill()
             pool.remove(victim)
-            after = owners(await stable_assignment(infra.kafka, s, 2))
+            after = owners(await stable_assignment(infra.kafka, s, layout, 2))
             for topic, client in current.items():
                 if client != victim_client:
                     assert after[topic] == client, f"{topic} moved although its owner lived"
                 else:
                     assert after[topic] != victim_client
             # Restart a worker (a new member), the pool is back to three.
-            _spawn(pool, s, infra, nats_private.url, tmp_path, f"w{3 + k}-{unique}")
-            current = owners(await stable_assignment(infra.kafka, s, 3))
+            _spawn(pool, s, layout, infra, nats_private.url, tmp_path, f"w{3 + k}-{unique}")
+            current = owners(await stable_assignment(infra.kafka, s, layout, 3))
             moved = [t for t in current if current[t] != after[t]]
             assert len(moved) <= 2, f"a join moved more than balance needs: {moved}"
         await flow_task
-        await wait_for(
-            lambda: _ge(stream_count(nats_private.url, s.stream_name), flow.total),
-            60,
-            f"all {flow.total} records in the stream",
+        await wait_until(
+            lambda: stream_holds(nats_private.url, layout.stream, flow.total),
+            timeout=60,
+            what=f"all {flow.total} records in the stream",
         )
-        await _check_stream(nats_private.url, s, flow)
+        await _check_stream(nats_private.url, layout, flow)
     finally:
         flow_task.cancel()
-        for p in pool:
-            p.terminate()
-        tails = "\n".join(p.log_tail(5) for p in pool)
-    assert all(p.proc is not None and p.proc.returncode == 0 for p in pool), tails
+        codes = [await p.terminate(30) for p in pool]
+        tails = "\n".join(p.log_tail(500) for p in pool)
+    assert codes == [0] * len(pool), tails
 
 
 async def _check_registry_and_ops(
-    nats_url: str, s: BridgeSettings, owner_map: dict[str, str], pool: list[WorkerProcess]
+    nats_url: str, layout: Layout, owner_map: dict[str, str], pool: list[ComponentProcess]
 ) -> None:
     """The ofa_bridges registry agrees with Kafka's assignment; /ready and /metrics answer."""
     want: dict[str, list[str]] = {}
     for topic, client in owner_map.items():
         want.setdefault(client.removeprefix("ofa-bridge-"), []).append(
-            group_from_topic(topic, s.topic_prefix)
+            layout.group_from_topic(topic)
         )
     nc = await nats.connect(nats_url)
     try:
-        kv = await nc.jetstream().key_value(s.bridges_bucket)
+        kv = await nc.jetstream().key_value(layout.bridges_bucket)
 
         async def agrees() -> bool:
             got: dict[str, list[str]] = {}
@@ -239,42 +246,36 @@ async def _check_registry_and_ops(
                 got[wid] = sorted(entry.groups)
             return got == {k: sorted(v) for k, v in want.items()}
 
-        await wait_for(agrees, 15, f"the registry to show {want}")
+        await wait_until(agrees, timeout=15, what=f"the registry to show {want}")
     finally:
         await nc.close()
-    for p in pool:
-        port = p.ops_port()
-        assert port is not None, p.log_tail()
-        status, body = await http_get(port, "/ready")
-        assert status == 200, body
-        status, body = await http_get(port, "/metrics")
-        assert status == 200 and b"bridge_owned_groups" in body
+    async with httpx.AsyncClient(timeout=10) as http:
+        for p in pool:
+            assert await p.status("/ready") == 200, p.log_tail()
+            metrics = await http.get(f"{p.ops_url}/metrics")
+            assert metrics.status_code == 200 and "ofa_bridge_owned_groups" in metrics.text
 
 
-def _wid(p: WorkerProcess) -> str:
+def _wid(p: ComponentProcess) -> str:
     return p.env["BRIDGE_WORKER_ID"]
 
 
-async def _ge(coro: object, n: int) -> bool:
-    return int(await coro) >= n  # type: ignore[misc]
-
-
+@pytest.mark.parametrize(
+    ("kills", "seconds"),
+    [
+        pytest.param(1, 12, id="one-kill"),
+        pytest.param(4, 60, id="repeated-kills", marks=pytest.mark.slow),
+    ],
+)
 async def test_pool_singleton_failover_exactly_once(
     infra: Endpoints,
     nats_private: NatsProcess,
     unique: str,
     tmp_path: Path,
-    pool: list[WorkerProcess],
+    pool: list[ComponentProcess],
+    kills: int,
+    seconds: float,
 ) -> None:
-    await _run_pool_scenario(infra, nats_private, unique, tmp_path, pool, kills=1, seconds=12)
-
-
-@pytest.mark.slow
-async def test_pool_repeated_kill9_exactly_once(
-    infra: Endpoints,
-    nats_private: NatsProcess,
-    unique: str,
-    tmp_path: Path,
-    pool: list[WorkerProcess],
-) -> None:
-    await _run_pool_scenario(infra, nats_private, unique, tmp_path, pool, kills=4, seconds=60)
+    await _run_pool_scenario(
+        infra, nats_private, unique, tmp_path, pool, kills=kills, seconds=seconds
+    )

@@ -88,11 +88,11 @@ class Stack:
 
     @property
     def dlq_topic(self) -> str:
-        return f"{self.namespace}ofa_assets_dlq"
+        return self.layout.dlq_topic
 
     @property
     def topic_prefix(self) -> str:
-        return f"{self.namespace}asset_stream_"
+        return self.layout.group_topic_prefix
 
     def names(self) -> list[str]:
         return list(self.by_name)
