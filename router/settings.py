@@ -23,10 +23,11 @@ class RouterSettings(msgspec.Struct, kw_only=True, frozen=True):
     host: str = "127.0.0.1"
     #: The OpenFactory serving layer listened on 5555; clients keep their URLs.
     port: int = 5555
-    #: ``redirect``: answer /asset_stream with 307 to an edge (cheapest, the client talks to the
-    #: edge directly). ``proxy``: stream the edge's SSE bytes through the router (one origin,
-    #: no CORS; costs one extra hop).
-    mode: Literal["redirect", "proxy"] = "redirect"
+    #: ``proxy``: stream the edge's SSE bytes through the router on the client's connection, so
+    #: ``curl`` without ``-L`` and clients that do not follow redirects (httpx's default) work.
+    #: ``redirect``: answer /asset_stream with 307 to an edge (cheaper: the client talks to the
+    #: edge directly, the router carries no stream), for clients that follow redirects.
+    mode: Literal["redirect", "proxy"] = "proxy"
     #: When set, redirects go to this base URL (e.g. the nginx in front of the edges) instead of
     #: the URL an edge registered, which may be an address only reachable inside the cluster.
     redirect_base: str = ""
@@ -49,6 +50,25 @@ class RouterSettings(msgspec.Struct, kw_only=True, frozen=True):
     retry_after_s: int = 2
     #: Proxy mode: seconds to connect to an edge before trying the next one.
     proxy_connect_timeout_s: float = 3.0
+    #: Proxy mode: after this many seconds without a byte from the edge, send a ``: keepalive``
+    #: comment between events, so clients with a short read timeout (httpx: 5 s) stay connected
+    #: on a quiet asset (the edge pings every 15 s). 0 turns it off.
+    proxy_keepalive_s: float = 3.0
+    #: Origins allowed by CORS on every route (e.g. ``https://dashboards.example``, comma-separated
+    #: or a JSON list; ``*`` allows any); empty = CORS off. In redirect mode the edges must allow
+    #: the browser's origin too (``EDGE_CORS_ORIGINS``); see the README.
+    cors_origins: list[str] = msgspec.field(default_factory=list)
+    #: OpenFactory's asset router (``GET /asset/{uuid}``) is always served on ``ROUTER_PORT``;
+    #: a port here serves it on a second listener too (OpenFactory's clients default to 8002).
+    #: 0 = no second listener.
+    asset_router_port: int = 0
+    #: The ``nats_url`` answered by ``/asset/{uuid}``: the address OpenFactory clients must use
+    #: to reach NATS (often not the one the router itself uses). Empty = the first server of
+    #: ``NATS_URL``.
+    asset_nats_url: str = ""
+    #: The ``cluster_name`` answered by ``/asset/{uuid}`` (OpenFactory's default deployment names
+    #: its one cluster ``C1``, from ``NATS_CLUSTER_C1``).
+    asset_cluster_name: str = "C1"
     #: Seconds a /ready dependency check may take before it counts as failed.
     ready_timeout_s: float = 3.0
     #: Seconds uvicorn waits for open streams on shutdown before closing them.

@@ -18,7 +18,7 @@ from compose.local_infra import free_port
 from ofa_contract.settings import CommonSettings
 from ofa_contract.streams import EdgeEntry, state_key
 from ofa_contract.topics import AssetGroup, GroupAnnouncement
-from router.app import create_app
+from router.main import build_servers, serve_router
 from router.service import RouterService
 from router.settings import RouterSettings
 from tests.helpers import create_topics, produce
@@ -50,8 +50,9 @@ class Stack:
         self.kv_edges: Any = None
         self.kv_bridges: Any = None
         self.service: RouterService | None = None
-        self.server: uvicorn.Server | None = None
-        self.task: asyncio.Task[None] | None = None
+        self.servers: list[uvicorn.Server] = []
+        self.stop_event = asyncio.Event()
+        self.task: asyncio.Task[int] | None = None
         self.port = 0
 
     @property
@@ -86,33 +87,30 @@ class Stack:
         return RouterSettings(**base)
 
     async def start_router(self, **overrides: Any) -> None:
+        """Run the router in-process the way ``ofa-serving router`` does (both listeners)."""
         self.port = free_port()
         common = CommonSettings(kafka_bootstrap_servers=self.kafka, nats_url=self.nats_url)
-        self.service = RouterService(self.settings(port=self.port, **overrides), common)
-        config = uvicorn.Config(
-            create_app(self.service),
-            host="127.0.0.1",
-            port=self.port,
-            log_config=None,
-            access_log=False,
-            lifespan="on",
-            timeout_graceful_shutdown=1,
+        self.service = RouterService(
+            self.settings(port=self.port, shutdown_grace_s=1.0, **overrides), common
         )
-        self.server = uvicorn.Server(config)
-        # uvicorn must not take over the test process' signal handlers
-        self.server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
-        self.task = asyncio.create_task(self.server.serve())
+        self.servers = build_servers(self.service, "127.0.0.1", self.port)
+        self.stop_event = asyncio.Event()
+        self.task = asyncio.create_task(
+            serve_router(
+                self.service, "127.0.0.1", self.port, stop=self.stop_event, servers=self.servers
+            )
+        )
         await wait_until(self._started, 20, "router to listen")
 
     async def _started(self) -> bool:
-        assert self.server is not None and self.task is not None
+        assert self.task is not None
         if self.task.done():
-            self.task.result()
-        return bool(self.server.started)
+            raise AssertionError(f"router exited during start-up with {self.task.result()}")
+        return all(s.started for s in self.servers)
 
     async def stop(self) -> None:
-        if self.server is not None and self.task is not None:
-            self.server.should_exit = True
+        if self.task is not None:
+            self.stop_event.set()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.task, 15)
         if self.nc is not None:

@@ -36,6 +36,9 @@ async def collect(
     return events[:n]
 
 
+GROUP = "Halle Süd/2"
+
+
 @pytest.mark.parametrize("mode", ["redirect", "proxy"])
 async def test_stream_and_resume_through_router(
     infra: Endpoints, nats_private: NatsProcess, unique: str, mode: str
@@ -45,9 +48,10 @@ async def test_stream_and_resume_through_router(
     pub = await Publisher.connect(nats_private.url)
     try:
         async with running_edge(nats_private.url, id=f"edge-{unique}"):
-            await stack.set_group("R-1", "Paint Shop.2")
+            # A free-text group name with a "/" (issue 11): the edge path carries it encoded.
+            await stack.set_group("R-1", GROUP)
             await stack.start_router(mode=mode)
-            await stack.wait_group("R-1", "Paint Shop.2")
+            await stack.wait_group("R-1", GROUP)
             await stack.wait_edges(1)
             seqs = [await pub.publish("R-1", "Temp", i) for i in range(5)]
             await pub.publish("OTHER", "Temp", 99)
@@ -65,6 +69,8 @@ async def test_stream_and_resume_through_router(
                     c, f"{stack.url}/asset_stream?asset_uuid=R-1&id=avail&last_event_id=0", 1
                 )
                 assert [int(e.id or 0) for e in only] == [seq]
+                groups = (await c.get(f"{stack.url}/groups")).json()["groups"]
+                assert [g["group"] for g in groups] == [GROUP]
     finally:
         await stack.stop()
         await pub.close()

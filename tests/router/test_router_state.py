@@ -175,7 +175,7 @@ async def test_ready_tells_the_truth(
 
             await wait_until(nats_issue, 15, "nats issue reported")
             info = (await c.get("/info")).json()
-            assert info["version"] and info["mode"] == "redirect"
+            assert info["version"] and info["mode"] == "proxy"  # the default
             metrics = (await c.get("/metrics")).text
             assert 'ofa_router_requests_total{route="/ready",status="503"}' in metrics
             schema = await c.get("/schema/openapi.json")
@@ -191,7 +191,7 @@ async def test_auth(stack: Stack, edge: FakeEdge) -> None:
     await stack.set_group("B1", "WC2")
     await stack.register_edge("e1", edge.url)
     await stack.put_state("A1", {"ID": "Temp", "VALUE": "1", "TYPE": "Samples", "TAG": "T"})
-    await stack.start_router(jwt_secret=key)
+    await stack.start_router(mode="redirect", jwt_secret=key)
     await stack.wait_group("B1", "WC2")
     await stack.wait_edges(1)
     wc1 = jwt.encode({"groups": ["WC1"]}, key, algorithm="HS256")
@@ -232,8 +232,11 @@ async def test_router_process_starts_and_stops(
 ) -> None:
     """`ofa-serving router` as a real process: settings from env, health, SIGTERM exit 0."""
     port = free_port()
+    asset_port = free_port()
     env = dict(
         os.environ,
+        ROUTER_ASSET_ROUTER_PORT=str(asset_port),
+        ROUTER_ASSET_NATS_URL="nats://public.example:4222",
         KAFKA_BOOTSTRAP_SERVERS=infra.kafka,
         NATS_URL=nats_private.url,
         ROUTER_PORT=str(port),
@@ -267,6 +270,14 @@ async def test_router_process_starts_and_stops(
 
             await wait_until(healthy, 30, "router health")
             assert (await c.get("/ready")).status_code == 503
+        async with client(f"http://127.0.0.1:{asset_port}") as c:
+            await wait_until(healthy, 30, "asset router health")
+            r = await c.get("/asset/PROVER3018")
+            assert r.json() == {
+                "asset_id": "PROVER3018",
+                "cluster_name": "C1",
+                "nats_url": "nats://public.example:4222",
+            }
         proc.send_signal(signal.SIGTERM)
         rc = await asyncio.to_thread(proc.wait, 20)
         assert rc == 0
