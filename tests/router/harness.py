@@ -21,6 +21,8 @@ from ofa_contract.topics import AssetGroup, GroupAnnouncement
 from router.main import build_servers, serve_router
 from router.service import RouterService
 from router.settings import RouterSettings
+from tests.edge.conftest import running_edge
+from tests.edge.publisher import Publisher
 from tests.helpers import create_topics, produce
 
 
@@ -165,3 +167,30 @@ class Stack:
 async def client(base: str) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=base, timeout=10) as c:
         yield c
+
+
+@contextlib.asynccontextmanager
+async def real_edge_stack(
+    kafka: str,
+    nats_url: str,
+    unique: str,
+    asset: str,
+    group: str,
+    edge: dict[str, Any] | None = None,
+    **router: Any,
+) -> AsyncIterator[tuple[Stack, Publisher]]:
+    """The router (settings ``router``) in front of a real edge (settings ``edge``) on a real
+    JetStream stream, with ``asset`` in ``group``; yields the stack and a stream publisher."""
+    stack = Stack(kafka, nats_url, unique)
+    await stack.setup_data(buckets=False)
+    pub = await Publisher.connect(nats_url)
+    try:
+        async with running_edge(nats_url, id=f"edge-{unique}", **(edge or {})):
+            await stack.set_group(asset, group)
+            await stack.start_router(**router)
+            await stack.wait_group(asset, group)
+            await stack.wait_edges(1)
+            yield stack, pub
+    finally:
+        await stack.stop()
+        await pub.close()

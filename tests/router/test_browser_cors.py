@@ -15,10 +15,8 @@ import pytest
 from playwright.async_api import Page, async_playwright
 
 from compose.local_infra import NatsProcess
-from tests.edge.conftest import running_edge
-from tests.edge.publisher import Publisher
 from tests.helpers import CHROMIUM_ARGS, Endpoints
-from tests.router.harness import Stack
+from tests.router.harness import real_edge_stack
 
 PAGE = b"<!doctype html><title>plant dashboard</title><p>dashboard</p>"
 
@@ -68,47 +66,43 @@ async def wait_for(page: Page, expr: str, timeout: float = 20.0) -> Any:
 async def test_eventsource_from_another_origin(
     infra: Endpoints, nats_private: NatsProcess, unique: str, mode: str
 ) -> None:
-    stack = Stack(infra.kafka, nats_private.url, unique)
-    await stack.setup_data(buckets=False)
-    pub = await Publisher.connect(nats_private.url)
-    try:
-        async with page_server() as dashboard, page_server() as stranger:
-            # After a cross-origin redirect the browser sends `Origin: null` to the edge (the
-            # Fetch standard's "tainted origin"), so in redirect mode the edge must allow it.
-            edge_origins = [dashboard] if mode == "proxy" else ["null"]
-            async with running_edge(
-                nats_private.url, id=f"edge-{unique}", cors_origins=edge_origins
-            ):
-                await stack.set_group("CORS-1", "Halle Süd/2")
-                await stack.start_router(mode=mode, cors_origins=[dashboard])
-                await stack.wait_group("CORS-1", "Halle Süd/2")
-                await stack.wait_edges(1)
-                sent = [await pub.publish("CORS-1", "Temp", i) for i in range(3)]
-                url = f"{stack.url}/asset_stream?asset_uuid=CORS-1&last_event_id=0"
-                async with async_playwright() as p:
-                    browser = await p.chromium.launch(
-                        executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS
-                    )
-                    try:
-                        allowed = await browser.new_page()
-                        await allowed.goto(dashboard + "/")
-                        await allowed.evaluate(OPEN_JS, url)
-                        await wait_for(allowed, f"window.got.length >= {len(sent)}")
-                        got = await allowed.evaluate("window.got")
-                        assert [int(g["id"]) for g in got] == sent
-                        assert [g["value"] for g in got] == [0, 1, 2]
-                        assert await allowed.evaluate("window.errors") == 0
-                        # The control: the same request from an origin not allowed is blocked.
-                        other = await browser.new_page()
-                        console: list[str] = []
-                        other.on("console", lambda m: console.append(m.text))
-                        await other.goto(stranger + "/")
-                        await other.evaluate(OPEN_JS, url)
-                        await wait_for(other, "window.errors >= 1")
-                        assert any("blocked by CORS policy" in m for m in console), console
-                        assert await other.evaluate("window.got.length") == 0
-                    finally:
-                        await browser.close()
-    finally:
-        await stack.stop()
-        await pub.close()
+    async with page_server() as dashboard, page_server() as stranger:
+        # After a cross-origin redirect the browser sends `Origin: null` to the edge (the Fetch
+        # standard's "tainted origin"), so in redirect mode the edge must allow that origin.
+        edge = {"cors_origins": [dashboard] if mode == "proxy" else ["null"]}
+        stack_cm = real_edge_stack(
+            infra.kafka,
+            nats_private.url,
+            unique,
+            "CORS-1",
+            "Halle Süd/2",
+            edge,
+            mode=mode,
+            cors_origins=[dashboard],
+        )
+        async with stack_cm as (stack, pub), async_playwright() as p:
+            sent = [await pub.publish("CORS-1", "Temp", i) for i in range(3)]
+            url = f"{stack.url}/asset_stream?asset_uuid=CORS-1&last_event_id=0"
+            browser = await p.chromium.launch(
+                executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS
+            )
+            try:
+                allowed = await browser.new_page()
+                await allowed.goto(dashboard + "/")
+                await allowed.evaluate(OPEN_JS, url)
+                await wait_for(allowed, f"window.got.length >= {len(sent)}")
+                got = await allowed.evaluate("window.got")
+                assert [int(g["id"]) for g in got] == sent
+                assert [g["value"] for g in got] == [0, 1, 2]
+                assert await allowed.evaluate("window.errors") == 0
+                # The control: the same request from an origin not allowed is blocked.
+                other = await browser.new_page()
+                console: list[str] = []
+                other.on("console", lambda m: console.append(m.text))
+                await other.goto(stranger + "/")
+                await other.evaluate(OPEN_JS, url)
+                await wait_for(other, "window.errors >= 1")
+                assert any("blocked by CORS policy" in m for m in console), console
+                assert await other.evaluate("window.got.length") == 0
+            finally:
+                await browser.close()

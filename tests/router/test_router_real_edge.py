@@ -9,10 +9,8 @@ import msgspec
 import pytest
 
 from compose.local_infra import NatsProcess
-from tests.edge.conftest import running_edge
-from tests.edge.publisher import Publisher
 from tests.helpers import Endpoints
-from tests.router.harness import Stack
+from tests.router.harness import real_edge_stack
 from tests.sse import SseEvent, SseParser
 
 
@@ -43,34 +41,23 @@ GROUP = "Halle Süd/2"
 async def test_stream_and_resume_through_router(
     infra: Endpoints, nats_private: NatsProcess, unique: str, mode: str
 ) -> None:
-    stack = Stack(infra.kafka, nats_private.url, unique)
-    await stack.setup_data(buckets=False)
-    pub = await Publisher.connect(nats_private.url)
-    try:
-        async with running_edge(nats_private.url, id=f"edge-{unique}"):
-            # A free-text group name with a "/" (issue 11): the edge path carries it encoded.
-            await stack.set_group("R-1", GROUP)
-            await stack.start_router(mode=mode)
-            await stack.wait_group("R-1", GROUP)
-            await stack.wait_edges(1)
-            seqs = [await pub.publish("R-1", "Temp", i) for i in range(5)]
-            await pub.publish("OTHER", "Temp", 99)
-            async with httpx.AsyncClient(follow_redirects=True, timeout=10) as c:
-                url = f"{stack.url}/asset_stream?asset_uuid=R-1&last_event_id=0"
-                first = await collect(c, url, 3)
-                assert [int(e.id or 0) for e in first] == seqs[:3]
-                assert msgspec.json.decode(first[0].data)["VALUE"] == 0
-                # Reconnect as EventSource does: same URL, Last-Event-ID header.
-                rest = await collect(c, url, 2, headers={"Last-Event-ID": first[-1].id or ""})
-                assert [int(e.id or 0) for e in rest] == seqs[3:]
-                # id= filter through the router on a lower-case (MTConnect) record
-                seq = await pub.publish("R-1", "avail", "AVAILABLE", upper=False)
-                only = await collect(
-                    c, f"{stack.url}/asset_stream?asset_uuid=R-1&id=avail&last_event_id=0", 1
-                )
-                assert [int(e.id or 0) for e in only] == [seq]
-                groups = (await c.get(f"{stack.url}/groups")).json()["groups"]
-                assert [g["group"] for g in groups] == [GROUP]
-    finally:
-        await stack.stop()
-        await pub.close()
+    # A free-text group name with a "/" (issue 11): the edge path carries it encoded.
+    stack_cm = real_edge_stack(infra.kafka, nats_private.url, unique, "R-1", GROUP, mode=mode)
+    async with stack_cm as (stack, pub), httpx.AsyncClient(follow_redirects=True, timeout=10) as c:
+        seqs = [await pub.publish("R-1", "Temp", i) for i in range(5)]
+        await pub.publish("OTHER", "Temp", 99)
+        url = f"{stack.url}/asset_stream?asset_uuid=R-1&last_event_id=0"
+        first = await collect(c, url, 3)
+        assert [int(e.id or 0) for e in first] == seqs[:3]
+        assert msgspec.json.decode(first[0].data)["VALUE"] == 0
+        # Reconnect as EventSource does: same URL, Last-Event-ID header.
+        rest = await collect(c, url, 2, headers={"Last-Event-ID": first[-1].id or ""})
+        assert [int(e.id or 0) for e in rest] == seqs[3:]
+        # id= filter through the router on a lower-case (MTConnect) record
+        seq = await pub.publish("R-1", "avail", "AVAILABLE", upper=False)
+        only = await collect(
+            c, f"{stack.url}/asset_stream?asset_uuid=R-1&id=avail&last_event_id=0", 1
+        )
+        assert [int(e.id or 0) for e in only] == [seq]
+        groups = (await c.get(f"{stack.url}/groups")).json()["groups"]
+        assert [g["group"] for g in groups] == [GROUP]
