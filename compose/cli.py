@@ -19,7 +19,7 @@ from ofa_contract.settings import SettingsError, from_env
 #: subcommand -> (module with main(argv) -> int, one-line help)
 PROCESSES: dict[str, tuple[str, str]] = {
     "simulate": ("compose.simulator", "write a virtual factory's events to ofa_assets"),
-    "split": ("router.splitter_main", "split ofa_assets into per-group topics (exactly once)"),
+    "split": ("splitter.main", "split ofa_assets into per-group topics (exactly once)"),
     "bridge": ("bridge.main", "run one bridge worker: derived topics -> NATS JetStream"),
     "edge": ("edge.main", "run one SSE edge node"),
     "router": ("router.main", "run the public HTTP router (port 5555)"),

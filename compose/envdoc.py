@@ -15,7 +15,7 @@ from ofa_contract.settings import CommonSettings, describe
 
 #: CLI command -> (process, module, settings Struct name, environment prefix)
 PROCESS_SETTINGS: dict[str, tuple[str, str, str, str]] = {
-    "split": ("splitter", "router.splitter_settings", "SplitterSettings", "SPLIT_"),
+    "split": ("splitter", "splitter.settings", "SplitterSettings", "SPLIT_"),
     "bridge": ("bridge worker", "bridge.settings", "BridgeSettings", "BRIDGE_"),
     "edge": ("edge", "edge.settings", "EdgeSettings", "EDGE_"),
     "router": ("router", "router.settings", "RouterSettings", "ROUTER_"),

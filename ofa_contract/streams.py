@@ -19,53 +19,47 @@ from __future__ import annotations
 
 import msgspec
 
-from ofa_contract.naming import encode_token
+from ofa_contract.layout import DEFAULT_LAYOUT, Layout, NatsHeaders
 
-STREAM_NAME = "OFA_ASSETS"
-STREAM_SUBJECT_PREFIX = "ofa.asset"
-LIVE_SUBJECT_PREFIX = "asset"
-ASSET_STATE_BUCKET = "asset_state"
-EDGES_BUCKET = "ofa_edges"
-BRIDGES_BUCKET = "ofa_bridges"
+# Deprecated aliases of the :class:`Layout` defaults and :class:`NatsHeaders`; kept until every
+# importer has moved to :class:`ofa_contract.layout.Layout`.
+STREAM_NAME = DEFAULT_LAYOUT.stream
+STREAM_SUBJECT_PREFIX = DEFAULT_LAYOUT.stream_subject_prefix
+LIVE_SUBJECT_PREFIX = DEFAULT_LAYOUT.live_subject_prefix
+ASSET_STATE_BUCKET = DEFAULT_LAYOUT.state_bucket
+EDGES_BUCKET = DEFAULT_LAYOUT.edges_bucket
+BRIDGES_BUCKET = DEFAULT_LAYOUT.bridges_bucket
 
-# Headers the bridge sets on every message (besides the record's own Kafka headers).
-H_MSG_ID = "Nats-Msg-Id"  # "<topic>:<partition>:<offset>": JetStream's de-duplication key
-H_ASSET = "Ofa-Asset-Uuid"
-H_ITEM = "Ofa-Data-Item"
-H_GROUP = "Ofa-Group"
-H_KAFKA_TS = "Ofa-Kafka-Timestamp"  # milliseconds since the epoch
-# Headers JetStream's RePublish adds to live messages.
-H_STREAM = "Nats-Stream"
-H_SUBJECT = "Nats-Subject"
-H_SEQUENCE = "Nats-Sequence"
-H_LAST_SEQUENCE = "Nats-Last-Sequence"
+H_MSG_ID = NatsHeaders.MSG_ID
+H_ASSET = NatsHeaders.ASSET
+H_ITEM = NatsHeaders.ITEM
+H_GROUP = NatsHeaders.GROUP
+H_KAFKA_TS = NatsHeaders.KAFKA_TS
+H_STREAM = NatsHeaders.STREAM
+H_SUBJECT = NatsHeaders.SUBJECT
+H_SEQUENCE = NatsHeaders.SEQUENCE
+H_LAST_SEQUENCE = NatsHeaders.LAST_SEQUENCE
 
 
 def stream_subject(asset_uuid: str, item_id: str) -> str:
-    """The subject a record is stored under: ``ofa.asset.<uuid>.<id>``."""
-    return f"{STREAM_SUBJECT_PREFIX}.{encode_token(asset_uuid)}.{encode_token(item_id)}"
+    """Deprecated: :meth:`Layout.stream_subject` of the default layout."""
+    return DEFAULT_LAYOUT.stream_subject(asset_uuid, item_id)
 
 
 def stream_filter(asset_uuid: str, item_id: str | None = None) -> str:
-    """Stream filter subject for one asset (every data item) or one data item."""
-    tail = encode_token(item_id) if item_id else "*"
-    return f"{STREAM_SUBJECT_PREFIX}.{encode_token(asset_uuid)}.{tail}"
+    """Deprecated: :meth:`Layout.stream_filter` of the default layout."""
+    return DEFAULT_LAYOUT.stream_filter(asset_uuid, item_id)
 
 
 def live_subject(asset_uuid: str, item_id: str | None = None) -> str:
-    """Live subject (or wildcard, without ``item_id``) of one asset: ``asset.<uuid>.<id>``."""
-    tail = encode_token(item_id) if item_id else "*"
-    return f"{LIVE_SUBJECT_PREFIX}.{encode_token(asset_uuid)}.{tail}"
+    """Deprecated: :meth:`Layout.live_subject` / :meth:`Layout.live_filter` (without item)."""
+    if item_id:
+        return DEFAULT_LAYOUT.live_subject(asset_uuid, item_id)
+    return DEFAULT_LAYOUT.live_filter(asset_uuid)
 
 
-def state_key(asset_uuid: str, item_id: str) -> str:
-    """Key of the latest value of one data item in the ``asset_state`` bucket."""
-    return f"{encode_token(asset_uuid)}.{encode_token(item_id)}"
-
-
-def msg_id(topic: str, partition: int, offset: int) -> str:
-    """The de-duplication id of a Kafka record: ``<topic>:<partition>:<offset>``."""
-    return f"{topic}:{partition}:{offset}"
+state_key = Layout.state_key
+msg_id = Layout.msg_id
 
 
 class EdgeEntry(msgspec.Struct, kw_only=True):

@@ -18,18 +18,22 @@ from __future__ import annotations
 
 import msgspec
 
-INPUT_TOPIC = "ofa_assets"
-GROUPS_TOPIC = "ofa_groups"
-CHANGELOG_TOPIC = "ofa_splitter_assets"
-DLQ_TOPIC = "ofa_assets_dlq"
+from ofa_contract.layout import DEFAULT_LAYOUT, KafkaHeaders
+
+INPUT_TOPIC = DEFAULT_LAYOUT.input_topic
+GROUPS_TOPIC = DEFAULT_LAYOUT.groups_topic
+CHANGELOG_TOPIC = DEFAULT_LAYOUT.changelog_topic
+DLQ_TOPIC = DEFAULT_LAYOUT.dlq_topic
 DEFAULT_GROUP = "_ungrouped"
 
-H_SRC_TOPIC = "ofa-src-topic"
-H_SRC_PARTITION = "ofa-src-partition"
-H_SRC_OFFSET = "ofa-src-offset"
-H_GROUP = "ofa-group"
-H_ERROR_KIND = "ofa-error-kind"
-H_ERROR = "ofa-error"
+# Deprecated aliases of :class:`ofa_contract.layout.KafkaHeaders` and the :class:`Layout`
+# defaults; kept until every importer has moved to the layout.
+H_SRC_TOPIC = KafkaHeaders.SRC_TOPIC
+H_SRC_PARTITION = KafkaHeaders.SRC_PARTITION
+H_SRC_OFFSET = KafkaHeaders.SRC_OFFSET
+H_GROUP = KafkaHeaders.GROUP
+H_ERROR_KIND = KafkaHeaders.ERROR_KIND
+H_ERROR = KafkaHeaders.ERROR
 
 
 class GroupAnnouncement(msgspec.Struct, kw_only=True):
@@ -46,3 +50,61 @@ class AssetGroup(msgspec.Struct, kw_only=True):
 
     group: str
     updated_ms: int = 0
+
+
+class BadCompactedRecord(ValueError):
+    """A record of a compacted topic (``ofa_groups``, ``ofa_splitter_assets``) that cannot be
+    applied: no key, or a value that is not the expected JSON."""
+
+
+_asset_group_decoder = msgspec.json.Decoder(AssetGroup)
+_announcement_decoder = msgspec.json.Decoder(GroupAnnouncement)
+
+
+def decode_asset_group(value: bytes) -> AssetGroup:
+    """Decode an ``ofa_splitter_assets`` value; :class:`BadCompactedRecord` when unreadable."""
+    try:
+        return _asset_group_decoder.decode(value)
+    except msgspec.DecodeError as exc:
+        raise BadCompactedRecord(f"bad changelog value: {exc}") from None
+
+
+def decode_announcement(value: bytes) -> GroupAnnouncement:
+    """Decode an ``ofa_groups`` value; :class:`BadCompactedRecord` when unreadable."""
+    try:
+        return _announcement_decoder.decode(value)
+    except msgspec.DecodeError as exc:
+        raise BadCompactedRecord(f"bad group announcement: {exc}") from None
+
+
+def _record_key(key: bytes | None) -> str:
+    if key is None:
+        raise BadCompactedRecord("compacted record without a key")
+    return key.decode("utf-8", "replace")
+
+
+def fold_changelog(table: dict[str, str], key: bytes | None, value: bytes | None) -> bool:
+    """Apply one ``ofa_splitter_assets`` record to an asset -> group table (a tombstone removes
+    the asset). True when the table changed; :class:`BadCompactedRecord` for a bad record, which
+    the caller counts and skips. The splitter's restore and the router's index both use it."""
+    asset = _record_key(key)
+    if value is None:
+        return table.pop(asset, None) is not None
+    group = decode_asset_group(value).group
+    old = table.get(asset)
+    table[asset] = group
+    return old != group
+
+
+def fold_announcement(
+    groups: dict[str, GroupAnnouncement], key: bytes | None, value: bytes | None
+) -> bool:
+    """Apply one ``ofa_groups`` record to a group -> announcement table (tombstone removes).
+    True when the table changed; :class:`BadCompactedRecord` for a bad record."""
+    name = _record_key(key)
+    if value is None:
+        return groups.pop(name, None) is not None
+    ann = decode_announcement(value)
+    changed = groups.get(name) != ann
+    groups[name] = ann
+    return changed

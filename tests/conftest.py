@@ -17,6 +17,7 @@ import pytest
 
 from compose import local_infra
 from tests.helpers import Endpoints
+from tests.support.names import TestNames
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -68,3 +69,9 @@ def nats_private(tmp_path: Path) -> Iterator[local_infra.NatsProcess]:
         yield proc
     finally:
         proc.stop()
+
+
+@pytest.fixture
+def names(unique: str) -> TestNames:
+    """Namespaced layout and consumer-group names of one test (see tests/support/names.py)."""
+    return TestNames.for_tag(unique)

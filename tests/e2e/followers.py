@@ -99,7 +99,7 @@ def check(f: Follower, final_seq: int, group_changes: list[int]) -> Verdict:
     ``group_changes`` are the seqs from which the asset's records went to another derived topic
     (its first group record, which moves it out of the default group, and any later move): order
     is checked within each such segment, because the design promises order per derived topic and
-    none across them (router/splitter.py, "Regrouping and order")."""
+    none across them (splitter/engine.py, "Regrouping and order")."""
     assert f.connect_seq is not None, f"{f.asset}: never connected"
     seen: dict[int, int] = {}
     for s in f.seqs:

@@ -19,9 +19,9 @@ from prometheus_client import CollectorRegistry
 
 from ofa_contract import topics as T
 from ofa_contract.settings import CommonSettings
-from router.grouping import load_strategy
-from router.splitter import Splitter
-from router.splitter_settings import SplitterSettings
+from splitter.engine import Splitter
+from splitter.grouping import load_strategy
+from splitter.settings import SplitterSettings
 from tests.helpers import consume_all, create_topics
 
 REPO = Path(__file__).resolve().parents[2]
@@ -94,6 +94,11 @@ def env_for(bootstrap: str, n: Names, ops_port: int, **extra: str) -> dict[str, 
     )
     env.update(extra)
     return env
+
+
+def rec(r: object) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
+    """A simulator Record as a (key, value, headers) tuple for helpers.produce."""
+    return r.key.encode(), r.value, list(r.headers)  # type: ignore[attr-defined]
 
 
 async def spawn(env: dict[str, str], log_path: Path) -> asyncio.subprocess.Process:

@@ -22,17 +22,13 @@ from tests.splitter.support import (
     make_input,
     names,
     read_outputs,
+    rec,
     running_splitter,
     seq_of,
     settings_for,
     src_coord,
     wait_caught_up,
 )
-
-
-def rec(r: object) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
-    """A simulator Record as a (key, value, headers) tuple for helpers.produce."""
-    return r.key.encode(), r.value, list(r.headers)  # type: ignore[attr-defined]
 
 
 async def test_restore_after_restart_routes_without_the_workcenter_record(

@@ -9,13 +9,13 @@ import pytest
 
 from ofa_contract.events import decode_record
 from ofa_contract.settings import SettingsError, from_env
-from router.grouping import (
+from splitter.grouping import (
     AttributeGrouping,
     GroupingError,
     MappingFileGrouping,
     load_strategy,
 )
-from router.splitter_settings import SplitterSettings
+from splitter.settings import SplitterSettings
 
 
 def event(asset: str, item: str, value: object, lower: bool = False) -> object:

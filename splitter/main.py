@@ -15,9 +15,9 @@ from prometheus_client import CollectorRegistry
 
 from ofa_contract.runtime import OpsServer, install_stop_signals
 from ofa_contract.settings import CommonSettings, describe, from_env
-from router.grouping import GroupingError, load_strategy
-from router.splitter import Splitter, SplitterError
-from router.splitter_settings import SplitterSettings
+from splitter.engine import Splitter, SplitterError
+from splitter.grouping import GroupingError, load_strategy
+from splitter.settings import SplitterSettings
 
 log = logging.getLogger("ofa_serving.splitter")
 

@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import for_code
+from aiokafka.structs import TopicPartition
 
 log = logging.getLogger("ofa_serving.splitter")
 
@@ -42,6 +45,14 @@ class TopicAdmin:
         and /ready is polled while records flow)."""
         await self._admin.describe_topics([topic])
 
+    async def _has_leaders(self, topic: str) -> bool:
+        """True when ``topic`` exists and every partition of it has a leader."""
+        described: list[dict[str, Any]] = await self._admin.describe_topics([topic])
+        for t in described:
+            if t["topic"] == topic and t["error_code"] == 0 and t["partitions"]:
+                return all(p["leader"] >= 0 and p["error_code"] == 0 for p in t["partitions"])
+        return False
+
     async def partitions(self, topic: str) -> int:
         """The partition count of ``topic``, or 0 when it does not exist."""
         described: list[dict[str, Any]] = await self._admin.describe_topics([topic])
@@ -60,7 +71,8 @@ class TopicAdmin:
     ) -> bool:
         """Create ``topic`` unless it exists; return True when this call created it.
 
-        Waits until the topic's metadata is visible, so that a producer can send to it at once.
+        Waits until the topic's metadata names a leader for every partition, so that a producer
+        can send to it at once.
         """
         resp = await self._admin.create_topics(
             [NewTopic(topic, partitions, replication, topic_configs=config)]
@@ -76,11 +88,35 @@ class TopicAdmin:
                 detail = entry[2] if len(entry) > 2 and entry[2] else for_code(code).__name__
                 raise TopicError(f"cannot create topic {topic!r}: {detail}")
         for _ in range(100):
-            if await self.partitions(topic) > 0:
+            if await self._has_leaders(topic):
                 break
             await asyncio.sleep(0.05)
         else:
-            raise TopicError(f"topic {topic!r} was created but its metadata never appeared")
+            raise TopicError(f"topic {topic!r} was created but has no leader for some partition")
         if created:
             log.info("created topic", extra={"topic": topic, "partitions": partitions})
         return created
+
+
+async def wait_for_leaders(client: AIOKafkaClient, topic: str, timeout: float) -> None:
+    """Refresh ``client``'s metadata until it names a leader for every partition of ``topic``
+    (which it must track, see ``AIOKafkaClient.add_topic``); log once when this takes long and
+    raise :class:`TopicError` after ``timeout`` seconds."""
+    started = time.monotonic()
+    logged = False
+    while True:
+        parts = client.cluster.partitions_for_topic(topic)
+        if parts and all(
+            client.cluster.leader_for_partition(TopicPartition(topic, p)) not in (None, -1)
+            for p in parts
+        ):
+            return
+        waited = time.monotonic() - started
+        if waited > timeout:
+            raise TopicError(f"no leader for every partition of {topic!r} after {waited:.1f}s")
+        if not logged and waited > 1:
+            log.warning("waiting for the leaders of a topic", extra={"topic": topic})
+            logged = True
+        await client.force_metadata_update()
+        # A metadata round trip that still shows no leader returns at once: back off briefly.
+        await asyncio.sleep(0.02)

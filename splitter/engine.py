@@ -79,11 +79,11 @@ from ofa_contract import topics as T
 from ofa_contract.events import BadRecord, decode_record
 from ofa_contract.naming import group_topic
 from ofa_contract.settings import CommonSettings
-from router.grouping import GroupingStrategy
-from router.splitter_metrics import SplitterMetrics
-from router.splitter_settings import SplitterSettings
-from router.splitter_state import apply_announcements, apply_changelog, read_to_end
-from router.splitter_topics import TopicAdmin
+from splitter.grouping import GroupingStrategy
+from splitter.metrics import SplitterMetrics
+from splitter.restore import apply_announcements, apply_changelog, read_to_end
+from splitter.settings import SplitterSettings
+from splitter.topic_admin import TopicAdmin, wait_for_leaders
 
 log = logging.getLogger("ofa_serving.splitter")
 
@@ -100,14 +100,22 @@ class SplitterError(RuntimeError):
 class _Partition:
     """What the splitter holds for one owned input partition."""
 
-    __slots__ = ("in_txn", "next_offset", "number", "producer", "table")
+    __slots__ = ("in_txn", "next_offset", "number", "producer", "table", "tracked")
 
-    def __init__(self, number: int, producer: AIOKafkaProducer, table: dict[str, str]) -> None:
+    def __init__(
+        self,
+        number: int,
+        producer: AIOKafkaProducer,
+        table: dict[str, str],
+        tracked: Iterable[str] = (),
+    ) -> None:
         self.number = number
         self.producer = producer
         self.table = table
         self.in_txn = False
         self.next_offset = -1
+        #: Topics whose metadata the producer's client tracks (see Splitter._track).
+        self.tracked = set(tracked)
 
 
 class _Cycle:
@@ -166,6 +174,7 @@ class Splitter:
         self._started = False
         self._joined = False
         self._restoring: set[int] = set()
+        self._probing: set[int] = set()
         self._changelog_partitions = 0
         self._rebalancing = False
 
@@ -450,6 +459,8 @@ class Splitter:
         s = self.settings
         ann = self._groups.get(group)
         if ann is not None:
+            if ann.topic not in part.tracked:
+                await self._track(part, ann.topic)
             return ann.topic
         topic = group_topic(group, s.topic_prefix)
         # Created before the transaction writes to it: a produce to a missing topic would
@@ -460,6 +471,7 @@ class Splitter:
             s.topic_replication,
             {"retention.ms": str(s.topic_retention_ms)},
         )
+        await self._track(part, topic)
         ann = T.GroupAnnouncement(
             group=group,
             topic=topic,
@@ -598,20 +610,27 @@ class Splitter:
                     timeout=self.settings.restore_timeout_s,
                 )
             for n, producer in zip(new, producers, strict=True):
-                self._parts[n] = _Partition(n, producer, tables[n])
+                self._parts[n] = _Partition(n, producer, tables[n], self._internal_topics())
             if new:
                 self.metrics.restore_seconds.observe(time.monotonic() - started)
             for n in sorted(mine):
                 tp = TopicPartition(self.input_topic, n)
-                committed = await consumer.committed(tp)
+                # A partition we keep: our own position is what we last committed (a cycle
+                # ends committed or stops us). The group coordinator may not return it yet:
+                # without KIP-447's stable offset fetch it answers the previous offset until
+                # the commit's markers are written, which replayed committed records as
+                # duplicates after the rebalance that often follows start-up.
+                kept = self._parts[n].next_offset if n not in new else -1
+                committed = kept if kept >= 0 else await consumer.committed(tp)
                 if committed is None:
                     await consumer.seek_to_beginning(tp)
                     self._parts[n].next_offset = -1
                 else:
                     consumer.seek(tp, committed)
                     self._parts[n].next_offset = committed
-            self._ready_parts = set(mine)
             self._restoring = set()
+            await self._probe(consumer, [self._parts[n] for n in new])
+            self._ready_parts = set(mine)
             self._rebalancing = False
             # Records drained before the seeks above carry an older epoch and are dropped.
             self._epoch += 1
@@ -626,6 +645,35 @@ class Splitter:
                     "assets": {n: len(t) for n, t in tables.items()},
                 },
             )
+
+    async def _probe(self, consumer: AIOKafkaConsumer, parts: list[_Partition]) -> None:
+        """Commit one transaction per new partition that only re-commits its position, so that
+        /ready stays false until a transaction can commit (the transaction and group
+        coordinators of a fresh cluster load their logs first) and a failure shows at once."""
+        self._probing = {p.number for p in parts}
+
+        async def probe(part: _Partition) -> None:
+            tp = TopicPartition(self.input_topic, part.number)
+            offset = part.next_offset
+            if offset < 0:  # nothing committed: the position is the beginning
+                offset = (await consumer.beginning_offsets([tp]))[tp]
+            await part.producer.begin_transaction()
+            part.in_txn = True
+            await part.producer.send_offsets_to_transaction(
+                {tp: OffsetAndMetadata(offset, "")}, self.settings.group_id
+            )
+            await part.producer.commit_transaction()
+            part.in_txn = False
+            self._probing.discard(part.number)
+
+        timeout = self.settings.transaction_timeout_ms / 1000
+        try:
+            await asyncio.wait_for(asyncio.gather(*(probe(p) for p in parts)), timeout)
+        except TimeoutError:
+            raise SplitterError(
+                f"the start-up transactions of partitions {sorted(self._probing)} did not "
+                f"commit within {timeout:.0f}s"
+            ) from None
 
     async def _new_producer(self, number: int) -> AIOKafkaProducer:
         s = self.settings
@@ -645,8 +693,30 @@ class Splitter:
             linger_ms=0,
             retry_backoff_ms=s.txn_retry_backoff_ms,
         )
+        # aiokafka fetches the metadata of *every* topic while the client tracks none, and
+        # send() then skips tracking a topic it already sees; once another topic is tracked,
+        # each refresh asks for the tracked ones only and the untracked topic drops out of the
+        # client's metadata. A NotLeaderForPartition retry (routine on a topic just created)
+        # forces such a refresh, and the batch then waits for a leader the client never
+        # learns of until request_timeout_ms expires it, past the transaction timeout
+        # (issue 13, the start-up stall). So every topic we write to is tracked explicitly.
+        # Set before start(), so that not even the first refresh fetches every topic.
+        producer.client.set_topics(self._internal_topics())
         await producer.start()
         return producer
+
+    def _internal_topics(self) -> list[str]:
+        s = self.settings
+        return [s.changelog_topic, s.groups_topic, s.dlq_topic]
+
+    async def _track(self, part: _Partition, topic: str) -> None:
+        """Make the partition's producer track ``topic`` and wait (bounded, logged) until its
+        metadata names a leader for every partition of it, before the first send to it."""
+        client = part.producer.client
+        await client.add_topic(topic)
+        # Bounded by half the transaction timeout: this runs inside the open transaction.
+        await wait_for_leaders(client, topic, self.settings.transaction_timeout_ms / 2000)
+        part.tracked.add(topic)
 
     # ---------------------------------------------------------------- ops
 
@@ -661,6 +731,10 @@ class Splitter:
             issues["consumer_group"] = f"joining consumer group {self.settings.group_id!r}"
         if self._restoring:
             issues["restore"] = f"restoring partitions {sorted(self._restoring)}"
+        if self._probing:
+            issues["transactions"] = (
+                f"first transaction of partitions {sorted(self._probing)} not committed yet"
+            )
         try:
             await asyncio.wait_for(self._admin.ping(self.input_topic), 3)
         except Exception as exc:
