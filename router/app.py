@@ -5,7 +5,8 @@
 - ``GET /asset_state`` answers in OpenFactory's exact shapes from the asset_state KV bucket.
 - ``GET /asset/{asset_uuid}`` is OpenFactory's asset router (where to subscribe with core NATS),
   also served alone on ``ROUTER_ASSET_ROUTER_PORT`` when set (:func:`create_asset_router_app`).
-- ``GET /groups``, ``/health``, ``/ready``, ``/info``, ``/metrics``, OpenAPI at ``/schema``,
+- ``GET /groups``, the shared ops routes (``/health``, ``/ready``, ``/info``, ``/metrics``),
+  OpenAPI at ``/schema``,
   and the live dashboard at ``/``.
 
 Every 4xx/5xx answer is JSON with a ``detail``.
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -35,17 +35,17 @@ from litestar.openapi import OpenAPIConfig
 from litestar.params import QueryParameter
 from litestar.response import Redirect, Stream
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ofa_contract import __version__
-from ofa_contract.naming import decode_token, encode_token, group_topic
+from ofa_contract.asset_state import NOT_FOUND_ASSET, NOT_FOUND_ITEM, AssetState, ItemState
+from ofa_contract.auth import AuthError, TokenSource, find_token
+from ofa_contract.naming import decode_token, encode_token
+from ofa_contract.runtime import get_logger, ops_routes
 from ofa_contract.streams import EdgeEntry
 from router.asset_router import asset_route
-from router.asset_state import NOT_FOUND_ASSET, NOT_FOUND_ITEM, AssetState, ItemState
-from router.auth import AuthError, find_token
 from router.service import RouterService
 
-log = logging.getLogger(__name__)
+log = get_logger("router", __name__)
 
 STATIC = Path(__file__).parent / "static"
 GROUP_NOT_FOUND = "Asset group not found"
@@ -88,7 +88,9 @@ def _auth_error(request: Request[Any, Any, Any], exc: AuthError) -> Response[Any
 
 
 def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
-    log.exception("unhandled error on %s", request.url.path, exc_info=exc)
+    log.exception(
+        "unhandled error on %s", request.url.path, exc_info=exc, extra={"path": request.url.path}
+    )
     return _json_error(500, f"Internal server error: {type(exc).__name__}")
 
 
@@ -97,13 +99,11 @@ def _service(state: State) -> RouterService:
     return svc
 
 
-def _token(svc: RouterService, request: Request[Any, Any, Any]) -> tuple[str | None, str]:
+def _token(svc: RouterService, request: Request[Any, Any, Any]) -> tuple[str | None, TokenSource]:
     """(token, where it came from) when auth is on, else (None, "")."""
     if not svc.auth.enabled:
         return None, ""
-    return find_token(
-        request.headers, request.query_params, request.cookies, svc.settings.token_cookie
-    )
+    return find_token(request, svc.auth_settings.token_cookie)
 
 
 def _asset_param(asset_uuid: str | None) -> str:
@@ -188,7 +188,12 @@ async def _proxy(
             )
         except httpx.TransportError as exc:
             svc.metrics.edge_failures.inc()
-            log.warning("edge %s unreachable (%s); trying the next one", edge.id, exc)
+            log.warning(
+                "edge %s unreachable (%s); trying the next one",
+                edge.id,
+                exc,
+                extra={"edge": edge.id, "error": str(exc)},
+            )
             continue
         svc.edges.note_pick(key)
         break
@@ -227,7 +232,7 @@ async def _pass_through(svc: RouterService, upstream: httpx.Response) -> AsyncIt
     except httpx.TransportError as exc:
         # The edge went away: end the response; the client reconnects with Last-Event-ID and is
         # sent to a live edge.
-        log.info("edge stream ended: %s", exc)
+        log.info("edge stream ended: %s", exc, extra={"error": str(exc)})
     finally:
         svc.metrics.proxy_open.dec()
         with anyio.CancelScope(shield=True):
@@ -334,7 +339,7 @@ async def groups(state: State) -> dict[str, Any]:
     for name in sorted(set(announced) | set(counts)):
         ann = announced.get(name)
         try:
-            topic = ann.topic if ann else group_topic(name, svc.settings.group_topic_prefix)
+            topic = ann.topic if ann else svc.layout.group_topic(name)
         except ValueError:
             topic = None
         out.append(
@@ -365,6 +370,7 @@ async def api_assets(request: Request[Any, Any, Any], state: State) -> Response[
     by_asset: dict[str, str] = dict(svc.index.assets())
     try:
         reader = await svc.state_reader()
+        # Keys are Layout.state_key(asset, item): every asset's item ``attr`` is "*.<item>".
         for key, raw in await reader.raw_items(f"*.{encode_token(attr)}"):
             asset = decode_token(key.split(".", 1)[0])
             try:
@@ -375,7 +381,7 @@ async def api_assets(request: Request[Any, Any, Any], state: State) -> Response[
             if isinstance(wc, str) and wc:
                 by_asset[asset] = wc
     except RuntimeError as exc:
-        log.info("dashboard listing without asset_state: %s", exc)
+        log.info("dashboard listing without asset_state: %s", exc, extra={"error": str(exc)})
     workcenters: dict[str, list[str]] = {}
     for asset in sorted(by_asset)[: svc.settings.dashboard_max_assets]:
         try:
@@ -395,35 +401,6 @@ async def dashboard() -> Response[bytes]:
 
 
 # ---------------------------------------------------------------------- operations
-
-
-@get("/health", tags=["operations"])
-async def health() -> dict[str, str]:
-    """The process is up."""
-    return {"status": "ok"}
-
-
-@get("/ready", tags=["operations"])
-async def ready(state: State) -> Response[Any]:
-    """Ready only when Kafka metadata, NATS, the KV buckets and at least one edge answer."""
-    issues = await _service(state).ready_issues()
-    if issues:
-        return Response({"status": "not ready", "issues": issues}, status_code=503)
-    return Response({"status": "ready"})
-
-
-@get("/info", tags=["operations"])
-async def info(state: State) -> dict[str, Any]:
-    """Version, mode and a summary of the router's state."""
-    return _service(state).info()
-
-
-@get("/metrics", tags=["operations"], media_type=CONTENT_TYPE_LATEST)
-async def metrics(state: State) -> Response[bytes]:
-    """Prometheus metrics."""
-    svc = _service(state)
-    svc.refresh_gauges()
-    return Response(generate_latest(svc.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
 def _route_label(path: str) -> str:
@@ -461,6 +438,11 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
 }
 
 
+def _ops(svc: RouterService) -> Any:
+    """``/health``, ``/ready``, ``/metrics``, ``/info``: the answers every process gives."""
+    return ops_routes(svc.ready_issues, svc.metrics.registry, svc.info)
+
+
 def _cors(origins: list[str]) -> CORSConfig | None:
     """CORS for ``ROUTER_CORS_ORIGINS`` (None = off). EventSource sends no custom headers; a
     fetch()-based SSE client may send these two."""
@@ -495,10 +477,7 @@ def create_app(svc: RouterService, *, manage_service: bool = True) -> Litestar:
             groups,
             api_assets,
             dashboard,
-            health,
-            ready,
-            info,
-            metrics,
+            _ops(svc),
         ],
         state=State({"service": svc}),
         lifespan=[lifespan],
@@ -515,10 +494,10 @@ def create_app(svc: RouterService, *, manage_service: bool = True) -> Litestar:
 
 
 def create_asset_router_app(svc: RouterService) -> Litestar:
-    """OpenFactory's asset router alone (``/asset/{uuid}``, ``/health``), for the second listener
-    on ``ROUTER_ASSET_ROUTER_PORT``; ``svc`` is run by the main app's lifespan."""
+    """OpenFactory's asset router alone (``/asset/{uuid}`` and the ops routes), for the second
+    listener on ``ROUTER_ASSET_ROUTER_PORT``; ``svc`` is run by the main app's lifespan."""
     return Litestar(
-        route_handlers=[asset_route, health],
+        route_handlers=[asset_route, _ops(svc)],
         state=State({"service": svc}),
         middleware=[_count_requests(svc)],
         exception_handlers=EXCEPTION_HANDLERS,

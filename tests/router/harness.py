@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -15,27 +15,19 @@ import uvicorn
 from nats.js.api import KeyValueConfig
 
 from compose.local_infra import free_port
+from ofa_contract.auth import AuthSettings
+from ofa_contract.layout import Layout
 from ofa_contract.settings import CommonSettings
-from ofa_contract.streams import EdgeEntry, state_key
+from ofa_contract.streams import EdgeEntry
 from ofa_contract.topics import AssetGroup, GroupAnnouncement
 from router.main import build_servers, serve_router
 from router.service import RouterService
 from router.settings import RouterSettings
 from tests.edge.conftest import running_edge
 from tests.edge.publisher import Publisher
-from tests.helpers import create_topics, produce
-
-
-async def wait_until(
-    cond: Callable[[], Awaitable[bool]], timeout: float = 15.0, what: str = "condition"
-) -> None:
-    """Poll ``cond`` until it holds, failing after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if await cond():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+from tests.support.kafka import create_topics, produce
+from tests.support.names import layout_for
+from tests.support.wait import wait_until
 
 
 class Stack:
@@ -44,8 +36,16 @@ class Stack:
     def __init__(self, kafka: str, nats_url: str, unique: str) -> None:
         self.kafka = kafka
         self.nats_url = nats_url
-        self.changelog = f"t_router_assets_{unique}"
-        self.groups_topic = f"t_router_groups_{unique}"
+        # Kafka is shared by the tests: namespaced topics. NATS is a private server per test,
+        # so the stream and buckets keep the standard names the real edge and publisher use.
+        names = layout_for(unique)
+        self.layout = Layout(
+            changelog_topic=names.changelog_topic,
+            groups_topic=names.groups_topic,
+            group_topic_prefix=names.group_topic_prefix,
+        )
+        self.changelog = self.layout.changelog_topic
+        self.groups_topic = self.layout.groups_topic
         self.nc: Any = None
         self.js: Any = None
         self.kv_state: Any = None
@@ -75,34 +75,26 @@ class Stack:
         )
 
     async def create_buckets(self) -> None:
-        self.kv_state = await self.js.create_key_value(KeyValueConfig(bucket="asset_state"))
-        self.kv_edges = await self.js.create_key_value(KeyValueConfig(bucket="ofa_edges"))
-        self.kv_bridges = await self.js.create_key_value(KeyValueConfig(bucket="ofa_bridges"))
+        lay = self.layout
+        self.kv_state = await self.js.create_key_value(KeyValueConfig(bucket=lay.state_bucket))
+        self.kv_edges = await self.js.create_key_value(KeyValueConfig(bucket=lay.edges_bucket))
+        self.kv_bridges = await self.js.create_key_value(KeyValueConfig(bucket=lay.bridges_bucket))
 
     def settings(self, **overrides: Any) -> RouterSettings:
-        base: dict[str, Any] = {
-            "changelog_topic": self.changelog,
-            "groups_topic": self.groups_topic,
-            "edge_stale_s": 30.0,
-        }
+        base: dict[str, Any] = {"edge_stale_s": 30.0, "shutdown_grace_s": 1.0}
         base.update(overrides)
         return RouterSettings(**base)
 
-    async def start_router(self, **overrides: Any) -> None:
+    async def start_router(self, *, auth: AuthSettings | None = None, **overrides: Any) -> None:
         """Run the router in-process the way ``ofa-serving router`` does (both listeners)."""
         self.port = free_port()
         common = CommonSettings(kafka_bootstrap_servers=self.kafka, nats_url=self.nats_url)
-        self.service = RouterService(
-            self.settings(port=self.port, shutdown_grace_s=1.0, **overrides), common
-        )
+        settings = self.settings(port=self.port, **overrides)
+        self.service = RouterService(settings, common, self.layout, auth)
         self.servers = build_servers(self.service, "127.0.0.1", self.port)
         self.stop_event = asyncio.Event()
-        self.task = asyncio.create_task(
-            serve_router(
-                self.service, "127.0.0.1", self.port, stop=self.stop_event, servers=self.servers
-            )
-        )
-        await wait_until(self._started, 20, "router to listen")
+        self.task = asyncio.create_task(serve_router(self.servers, stop=self.stop_event))
+        await wait_until(self._started, timeout=20, what="router to listen")
 
     async def _started(self) -> bool:
         assert self.task is not None
@@ -147,7 +139,7 @@ class Stack:
 
     async def put_state(self, asset: str, value: dict[str, Any]) -> None:
         item = value.get("ID", value.get("id"))
-        await self.kv_state.put(state_key(asset, item), msgspec.json.encode(value))
+        await self.kv_state.put(Layout.state_key(asset, item), msgspec.json.encode(value))
 
     async def wait_group(self, asset: str, group: str | None) -> None:
         assert self.service is not None
@@ -160,7 +152,7 @@ class Stack:
         async def enough() -> bool:
             return len(svc.edges.live()) >= n
 
-        await wait_until(enough, 15, f"{n} live edges")
+        await wait_until(enough, timeout=15, what=f"{n} live edges")
 
 
 @contextlib.asynccontextmanager
