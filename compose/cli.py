@@ -1,30 +1,20 @@
 """`ofa-serving`: one CLI, one subcommand per process.
 
-Each process lives in its own module exposing ``main(argv) -> int``; modules are imported only
-when their subcommand runs, so `ofa-serving infra status` does not import the web stack.
+The processes are listed once, in :data:`ofa_contract.processes.PROCESSES`; each exposes
+``main(argv) -> int`` and is imported only when its subcommand runs, so `ofa-serving infra
+status` does not import the web stack. Exit status: 0 done, 1 failed, 2 configuration error.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
-import logging
 import os
 import sys
 
-from ofa_contract.runtime import setup_logging
-from ofa_contract.settings import SettingsError, from_env
-
-#: subcommand -> (module with main(argv) -> int, one-line help)
-PROCESSES: dict[str, tuple[str, str]] = {
-    "simulate": ("compose.simulator", "write a virtual factory's events to ofa_assets"),
-    "split": ("splitter.main", "split ofa_assets into per-group topics (exactly once)"),
-    "bridge": ("bridge.main", "run one bridge worker: derived topics -> NATS JetStream"),
-    "edge": ("edge.main", "run one SSE edge node"),
-    "router": ("router.main", "run the public HTTP router (port 5555)"),
-    "dev": ("compose.dev", "run the whole stack locally with a simulated factory"),
-}
+from ofa_contract.processes import PROCESSES, spec
+from ofa_contract.runtime import get_logger, setup_logging
+from ofa_contract.settings import CommonSettings, SettingsError, from_env
 
 
 def _infra(argv: list[str]) -> int:
@@ -59,42 +49,45 @@ def _infra(argv: list[str]) -> int:
     return 0 if all(v["running"] for k, v in st.items() if isinstance(v, dict)) else 3
 
 
+def _logging(environ: dict[str, str] | None = None) -> CommonSettings:
+    """Logging settings from the environment; ``LOG_FORMAT`` unset means text on a terminal."""
+    env = dict(os.environ if environ is None else environ)
+    if not env.get("LOG_FORMAT"):
+        env["LOG_FORMAT"] = "text" if sys.stderr.isatty() else "json"
+    return from_env(CommonSettings, environ=env)
+
+
+def _usage() -> None:
+    print("usage: ofa-serving COMMAND [options]\n\ncommands:")
+    print(f"  {'infra':<10} start/stop/show the local Kafka and NATS servers")
+    for p in PROCESSES:
+        print(f"  {p.command:<10} {p.help}")
+    print("\n`ofa-serving COMMAND --help` for the options of one command.")
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the `ofa-serving` command."""
+    """Entry point of the `ofa-serving` command (exit 2 for a configuration error)."""
     argv = sys.argv[1:] if argv is None else argv
-    commands = {"infra": "start/stop/show the local Kafka and NATS servers"}
-    commands.update({name: help_ for name, (_, help_) in PROCESSES.items()})
     if not argv or argv[0] in ("-h", "--help"):
-        print("usage: ofa-serving COMMAND [options]\n\ncommands:")
-        for name, help_ in commands.items():
-            print(f"  {name:<10} {help_}")
-        print("\n`ofa-serving COMMAND --help` for the options of one command.")
+        _usage()
         return 0 if argv else 2
     command, rest = argv[0], argv[1:]
-    level = os.environ.get("LOG_LEVEL", "INFO").upper()
-    fmt = os.environ.get("LOG_FORMAT", "text" if sys.stderr.isatty() else "json")
-    if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
-        print(
-            f"error: LOG_LEVEL={level!r}: expected DEBUG, INFO, WARNING or ERROR", file=sys.stderr
-        )
-        return 2
-    if fmt not in ("json", "text"):
-        print(f"error: LOG_FORMAT={fmt!r}: expected json or text", file=sys.stderr)
-        return 2
-    setup_logging(level=level, fmt=fmt)
     try:
+        common = _logging()
+        setup_logging(level=common.log_level, fmt=common.log_format)
         if command == "infra":
             return _infra(rest)
-        if command not in PROCESSES:
+        try:
+            entry = spec(command).main()
+        except KeyError:
             print(f"error: unknown command {command!r}; run `ofa-serving --help`", file=sys.stderr)
             return 2
-        module = importlib.import_module(PROCESSES[command][0])
-        return int(module.main(rest))
+        return int(entry(rest))
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return exc.exit_code
     except KeyboardInterrupt:
-        logging.getLogger("ofa_serving").info("interrupted")
+        get_logger("cli").info("interrupted")
         return 130
 
 

@@ -8,8 +8,10 @@ are stopped too when this command started them (not when they were already runni
 ``--keep-infra``).
 
 With ``KAFKA_BOOTSTRAP_SERVERS`` and ``NATS_URL`` both set, those servers are used instead of
-local ones. ``DEV_NAMESPACE`` prefixes every Kafka topic and consumer group, so that several
-stacks can share one Kafka.
+local ones. Your own settings (``SPLIT_*``, ``EDGE_*``, ``ROUTER_*``, layout names...) reach
+the components; dev sets only the servers, ports and ids (from ``DEV_*``) and lists in its banner
+any variable of yours it overrode. ``DEV_NAMESPACE`` prefixes every topic, consumer group,
+stream, bucket and subject, so that several stacks can share one Kafka and one NATS.
 """
 
 from __future__ import annotations
@@ -17,14 +19,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import logging
 import os
 import signal
 import sys
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar, Literal
 
 import httpx
 import msgspec
@@ -32,36 +35,52 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from compose import local_infra
-from ofa_contract.runtime import install_stop_signals
-from ofa_contract.settings import CommonSettings, from_env
+from ofa_contract.layout import Layout
+from ofa_contract.processes import spec
+from ofa_contract.runtime import get_logger, install_stop_signals
+from ofa_contract.settings import (
+    CommonSettings,
+    NonNegativeInt,
+    Port,
+    PositiveFloat,
+    PositiveInt,
+    Seconds,
+    env_var,
+    from_env,
+    settings_help,
+)
 
-log = logging.getLogger("ofa.dev")
+log = get_logger("dev")
 
 
 class DevSettings(msgspec.Struct, kw_only=True, frozen=True):
     """``DEV_<FIELD>`` environment variables (command-line options override some)."""
 
+    env_prefix: ClassVar[str] = "DEV_"
+
     #: Public port of the router (dashboard and API).
-    router_port: int = 5555
+    router_port: Port = 5555
     #: Router mode: ``proxy`` keeps the dashboard on one origin (no CORS needed).
-    router_mode: str = "proxy"
+    router_mode: Literal["proxy", "redirect"] = "proxy"
     #: One edge per port.
-    edge_ports: list[int] = msgspec.field(default_factory=lambda: [8101, 8102])
+    edge_ports: list[Port] = msgspec.field(default_factory=lambda: [8101, 8102])
     #: One bridge worker per operations port.
-    bridge_ops_ports: list[int] = msgspec.field(default_factory=lambda: [8161, 8162])
-    splitter_ops_port: int = 9112
-    #: Simulated factory: assets, workcenters, events per second (0 assets = no simulator).
-    assets: int = 12
-    workcenters: int = 3
-    rate: float = 20.0
-    #: Prefix of every Kafka topic and consumer group of this stack ("" = the standard names).
+    bridge_ops_ports: list[Port] = msgspec.field(default_factory=lambda: [8161, 8162])
+    #: Operations port of the splitter.
+    splitter_ops_port: Port = 9112
+    #: Simulated factory: assets (0 = no simulator), workcenters, events per second.
+    assets: NonNegativeInt = 12
+    workcenters: PositiveInt = 3
+    rate: PositiveFloat = 20.0
+    #: Prefix of every Kafka topic, consumer group, stream, bucket and subject of this stack
+    #: ("" = the names from the environment, by default the standard ones).
     namespace: str = ""
     #: Partitions of the input topic when this command creates it.
-    input_partitions: int = 6
+    input_partitions: PositiveInt = 6
     #: Seconds to wait for every component to be ready.
-    ready_timeout_s: float = 180.0
+    ready_timeout_s: Seconds = 180.0
     #: Seconds children get to stop after SIGTERM before SIGKILL.
-    stop_grace_s: float = 20.0
+    stop_grace_s: Seconds = 20.0
     #: Where child logs go (default: ``<local infra work dir>/dev-logs``).
     log_dir: str = ""
 
@@ -94,108 +113,142 @@ async def ensure_topic(bootstrap: str, topic: str, partitions: int) -> None:
         await admin.close()
 
 
-def plan(settings: DevSettings, common: CommonSettings, run_id: str, log_dir: Path) -> list[Child]:
-    """The child processes in start order, each with its environment."""
-    ns = settings.namespace
-    base = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("SPLIT_", "BRIDGE_", "EDGE_", "ROUTER_", "SIM_", "DEV_"))
-    }
-    base.update(
+def layout_env(layout: Layout) -> dict[str, str]:
+    """The variables that give a child ``layout``: the new names and, until every process reads
+    the layout, the old per-process names (the new ones win in a process that reads both)."""
+    env: dict[str, str] = {}
+    for f in msgspec.structs.fields(Layout):
+        if f.name == "namespace":
+            continue  # the names below already carry it
+        value = str(getattr(layout, f.name))
+        env[env_var(Layout, f.name)] = value
+        for old in Layout.env_aliases.get(f.name, ()):
+            env[old] = value
+    return env
+
+
+def _setting_default(command: str, field: str, fallback: str) -> str:
+    """The default of a process setting, read from its Struct (``fallback`` if it has none)."""
+    for f in msgspec.structs.fields(spec(command).settings_class()):
+        if f.name == field and isinstance(f.default, str):
+            return f.default
+    return fallback
+
+
+@dataclass
+class Plan:
+    """The children in start order, and the user's variables ``dev`` had to override."""
+
+    children: list[Child]
+    #: variable -> (the user's value, the value the children get)
+    overridden: dict[str, tuple[str, str]]
+
+
+def plan(
+    settings: DevSettings,
+    common: CommonSettings,
+    layout: Layout,
+    run_id: str,
+    log_dir: Path,
+    environ: Mapping[str, str] | None = None,
+) -> Plan:
+    """The child processes in start order, each with its environment.
+
+    The user's own variables (``SPLIT_*``, ``EDGE_*``, ``ROUTER_*``, layout names...) pass
+    through; ``dev`` overrides only what it must: the servers, ports, per-child ids and, with
+    ``DEV_NAMESPACE``, the namespaced names (``layout`` already carries the namespace).
+    """
+    env = os.environ if environ is None else environ
+    base = {k: v for k, v in env.items() if not k.startswith("DEV_") and k != "OFA_NAMESPACE"}
+    base.setdefault("LOG_FORMAT", "json")
+    base.setdefault("EDGE_RETRY_MS", "1000")
+    forced = dict(
         KAFKA_BOOTSTRAP_SERVERS=common.kafka_bootstrap_servers,
         NATS_URL=common.nats_url,
-        INPUT_TOPIC=common.input_topic,
-        LOG_FORMAT="json",
         OFA_DEV_RUN=run_id,
+        **layout_env(layout),
     )
-    topic_prefix = f"{ns}asset_stream_"
-    changelog = f"{ns}ofa_splitter_assets"
-    groups = f"{ns}ofa_groups"
-    cmd = [sys.executable, "-m", "compose.cli"]
-    children = [
-        Child(
-            "splitter",
-            [*cmd, "split"],
-            dict(
-                base,
-                SPLIT_GROUP_ID=f"{ns}ofa-splitter",
-                SPLIT_TRANSACTIONAL_ID_PREFIX=f"{ns}ofa-splitter",
-                SPLIT_TOPIC_PREFIX=topic_prefix,
-                SPLIT_GROUPS_TOPIC=groups,
-                SPLIT_CHANGELOG_TOPIC=changelog,
-                SPLIT_DLQ_TOPIC=f"{ns}ofa_assets_dlq",
-                SPLIT_OPS_PORT=str(settings.splitter_ops_port),
-            ),
-            f"http://127.0.0.1:{settings.splitter_ops_port}/ready",
-            log_dir / "splitter.log",
-        )
-    ]
+    children = _children(settings, settings.namespace, env, log_dir)
+    overridden: dict[str, tuple[str, str]] = {}
+    for child in children:
+        child_forced = {**forced, **child.env}
+        for var, value in child_forced.items():
+            if var in env and env[var] != value:
+                overridden[var] = (env[var], value)
+        child.env = {**base, **child_forced}
+    return Plan(children=children, overridden=overridden)
+
+
+def _child(name: str, command: str, env: dict[str, str], port: int | None, logs: Path) -> Child:
+    """One ``ofa-serving <command>`` child; ``port`` is where it answers ``/ready``."""
+    ready = f"http://127.0.0.1:{port}/ready" if port is not None else None
+    return Child(
+        name, [sys.executable, "-m", "compose.cli", command], env, ready, logs / f"{name}.log"
+    )
+
+
+def _children(settings: DevSettings, ns: str, env: Mapping[str, str], logs: Path) -> list[Child]:
+    """Every child with only the variables ``dev`` sets for it (filled in by :func:`plan`)."""
+
+    def namespaced(var: str, command: str, field: str, fallback: str) -> dict[str, str]:
+        if not ns:
+            return {}
+        return {var: ns + env.get(var, _setting_default(command, field, fallback))}
+
+    split_env = {
+        **namespaced("SPLIT_GROUP_ID", "split", "group_id", "ofa-splitter"),
+        **namespaced(
+            "SPLIT_TRANSACTIONAL_ID_PREFIX", "split", "transactional_id_prefix", "ofa-splitter"
+        ),
+        "SPLIT_OPS_PORT": str(settings.splitter_ops_port),
+    }
+    children = [_child("splitter", "split", split_env, settings.splitter_ops_port, logs)]
+    group = namespaced("BRIDGE_CONSUMER_GROUP", "bridge", "consumer_group", "ofa-bridge")
     for i, port in enumerate(settings.bridge_ops_ports, 1):
-        children.append(
-            Child(
-                f"bridge-{i}",
-                [*cmd, "bridge"],
-                dict(
-                    base,
-                    BRIDGE_CONSUMER_GROUP=f"{ns}ofa-bridge",
-                    BRIDGE_TOPIC_PREFIX=topic_prefix,
-                    BRIDGE_WORKER_ID=f"dev-bridge-{i}",
-                    BRIDGE_OPS_PORT=str(port),
-                ),
-                f"http://127.0.0.1:{port}/ready",
-                log_dir / f"bridge-{i}.log",
-            )
-        )
-    for i, port in enumerate(settings.edge_ports, 1):
-        children.append(
-            Child(
-                f"edge-{i}",
-                [*cmd, "edge"],
-                dict(
-                    base,
-                    EDGE_PORT=str(port),
-                    EDGE_ID=f"dev-edge-{i}",
-                    EDGE_RETRY_MS="1000",
-                    EDGE_CORS_ORIGINS=f"http://127.0.0.1:{settings.router_port},"
-                    f"http://localhost:{settings.router_port}",
-                ),
-                f"http://127.0.0.1:{port}/ready",
-                log_dir / f"edge-{i}.log",
-            )
-        )
-    children.append(
-        Child(
-            "router",
-            [*cmd, "router"],
-            dict(
-                base,
-                ROUTER_PORT=str(settings.router_port),
-                ROUTER_MODE=settings.router_mode,
-                ROUTER_CHANGELOG_TOPIC=changelog,
-                ROUTER_GROUPS_TOPIC=groups,
-                ROUTER_GROUP_TOPIC_PREFIX=topic_prefix,
-            ),
-            f"http://127.0.0.1:{settings.router_port}/ready",
-            log_dir / "router.log",
-        )
+        bridge_env = {**group, "BRIDGE_WORKER_ID": f"dev-bridge-{i}", "BRIDGE_OPS_PORT": str(port)}
+        children.append(_child(f"bridge-{i}", "bridge", bridge_env, port, logs))
+    router = settings.router_port
+    # The dashboard's origin, unless the user chose the origins.
+    cors = (
+        {}
+        if "EDGE_CORS_ORIGINS" in env
+        else {"EDGE_CORS_ORIGINS": f"http://127.0.0.1:{router},http://localhost:{router}"}
     )
+    for i, port in enumerate(settings.edge_ports, 1):
+        edge_env = {"EDGE_PORT": str(port), "EDGE_ID": f"dev-edge-{i}", **cors}
+        children.append(_child(f"edge-{i}", "edge", edge_env, port, logs))
+    router_env = {"ROUTER_PORT": str(router), "ROUTER_MODE": settings.router_mode}
+    children.append(_child("router", "router", router_env, router, logs))
     if settings.assets > 0:
-        children.append(
-            Child(
-                "simulator",
-                [*cmd, "simulate"],
-                dict(
-                    base,
-                    SIM_ASSETS=str(settings.assets),
-                    SIM_WORKCENTERS=str(settings.workcenters),
-                    SIM_RATE=str(settings.rate),
-                ),
-                None,
-                log_dir / "simulator.log",
-            )
-        )
+        sim_env = {
+            "SIM_ASSETS": str(settings.assets),
+            "SIM_WORKCENTERS": str(settings.workcenters),
+            "SIM_RATE": str(settings.rate),
+        }
+        children.append(_child("simulator", "simulate", sim_env, None, logs))
     return children
+
+
+def port_problems(settings: DevSettings) -> list[str]:
+    """Every port of the stack that is taken or repeated, naming the variable to change."""
+    wanted = [("DEV_ROUTER_PORT", "router", settings.router_port)]
+    wanted += [("DEV_EDGE_PORTS", f"edge-{i}", p) for i, p in enumerate(settings.edge_ports, 1)]
+    wanted += [
+        ("DEV_BRIDGE_OPS_PORTS", f"bridge-{i}", p)
+        for i, p in enumerate(settings.bridge_ops_ports, 1)
+    ]
+    wanted.append(("DEV_SPLITTER_OPS_PORT", "splitter", settings.splitter_ops_port))
+    problems = []
+    seen: dict[int, str] = {}
+    for var, who, port in wanted:
+        if port in seen:
+            problems.append(f"port {port} is given to both {seen[port]} and {who}; set {var}")
+        elif local_infra.port_open(port):
+            problems.append(
+                f"port {port} ({who}) is taken by another process; set {var} to a free port"
+            )
+        seen[port] = who
+    return problems
 
 
 async def start_child(child: Child) -> None:
@@ -272,35 +325,46 @@ async def stop_children(children: list[Child], grace: float) -> list[str]:
     return killed
 
 
+async def _servers(infra_cfg: local_infra.InfraConfig) -> tuple[CommonSettings, bool]:
+    """The user's Kafka and NATS when both are set, else the local ones (started if needed);
+    True when this call started them."""
+    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS") and os.environ.get("NATS_URL"):
+        common = from_env(CommonSettings)
+        print(f"using Kafka {common.kafka_bootstrap_servers} and NATS {common.nats_url}")
+        return common, False
+    before = local_infra.status(infra_cfg)
+    was_running = all(
+        v["running"] for v in before.values() if isinstance(v, dict) and "running" in v
+    )
+    print("starting local Kafka and NATS (first run downloads Kafka jars)...", flush=True)
+    state = await local_infra.up(infra_cfg)
+    common = msgspec.structs.replace(
+        from_env(CommonSettings),
+        kafka_bootstrap_servers=state.kafka_bootstrap,
+        nats_url=state.nats_url,
+    )
+    return common, not was_running
+
+
 async def run(settings: DevSettings, keep_infra: bool) -> int:
     """Start everything, serve until stopped, stop everything."""
     stop = asyncio.Event()
     install_stop_signals(stop)
     run_id = uuid.uuid4().hex[:12]
+    taken = port_problems(settings)
+    if taken:  # before anything starts, like the Kafka/NATS port check of local_infra.up
+        print(f"error: {'; '.join(taken)}", file=sys.stderr, flush=True)
+        return 1
+    layout = Layout.from_env().namespaced(settings.namespace)
     infra_cfg = from_env(local_infra.InfraConfig, "OFA_")
-    started_infra = False
-    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS") and os.environ.get("NATS_URL"):
-        common = from_env(CommonSettings)
-        print(f"using Kafka {common.kafka_bootstrap_servers} and NATS {common.nats_url}")
-    else:
-        before = local_infra.status(infra_cfg)
-        was_running = all(
-            v["running"] for v in before.values() if isinstance(v, dict) and "running" in v
-        )
-        print("starting local Kafka and NATS (first run downloads Kafka jars)...", flush=True)
-        state = await local_infra.up(infra_cfg)
-        started_infra = not was_running
-        common = msgspec.structs.replace(
-            from_env(CommonSettings),
-            kafka_bootstrap_servers=state.kafka_bootstrap,
-            nats_url=state.nats_url,
-        )
+    common, started_infra = await _servers(infra_cfg)
     log_dir = Path(settings.log_dir or Path(infra_cfg.work_dir) / "dev-logs")
-    children = plan(settings, common, run_id, log_dir)
+    the_plan = plan(settings, common, layout, run_id, log_dir)
+    children = the_plan.children
     code = 0
     try:
         await ensure_topic(
-            common.kafka_bootstrap_servers, common.input_topic, settings.input_partitions
+            common.kafka_bootstrap_servers, layout.input_topic, settings.input_partitions
         )
         for child in children:
             await start_child(child)
@@ -314,21 +378,7 @@ async def run(settings: DevSettings, keep_infra: bool) -> int:
         else:
             ready.result()  # raises DevError
             stopper.cancel()
-            router = f"http://127.0.0.1:{settings.router_port}"
-            print(
-                "\nofa-serving dev is up:\n"
-                f"  dashboard      {router}/\n"
-                f"  asset stream   {router}/asset_stream?asset_uuid=SIM-ASSET-001\n"
-                f"  asset state    {router}/asset_state?asset_uuid=SIM-ASSET-001\n"
-                f"  groups         {router}/groups\n"
-                f"  API schema     {router}/schema\n"
-                + "".join(f"  edge           http://127.0.0.1:{p}/\n" for p in settings.edge_ports)
-                + f"  Kafka {common.kafka_bootstrap_servers}   NATS {common.nats_url}\n"
-                f"  logs in {log_dir}\n"
-                f"  pids {' '.join(f'{c.name}={c.proc.pid}' for c in children if c.proc)}\n"
-                "Ctrl-C stops everything.",
-                flush=True,
-            )
+            print(banner(settings, common, layout, the_plan, log_dir), flush=True)
             code = await _supervise(children, stop)
     except DevError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
@@ -347,6 +397,36 @@ async def run(settings: DevSettings, keep_infra: bool) -> int:
             print("stopped local Kafka and NATS", flush=True)
         print("stopped", flush=True)
     return code
+
+
+def banner(
+    settings: DevSettings, common: CommonSettings, layout: Layout, the_plan: Plan, log_dir: Path
+) -> str:
+    """What is up, where, and which of the user's variables ``dev`` overrode."""
+    router = f"http://127.0.0.1:{settings.router_port}"
+    lines = [
+        "",
+        "ofa-serving dev is up:",
+        f"  dashboard      {router}/",
+        f"  asset stream   {router}/asset_stream?asset_uuid=SIM-ASSET-001",
+        f"  asset state    {router}/asset_state?asset_uuid=SIM-ASSET-001",
+        f"  groups         {router}/groups",
+        f"  API schema     {router}/schema",
+        *(f"  edge           http://127.0.0.1:{p}/" for p in settings.edge_ports),
+        f"  Kafka {common.kafka_bootstrap_servers}   NATS {common.nats_url}",
+        f"  input topic {layout.input_topic}   stream {layout.stream}"
+        + (f"   (namespace {layout.namespace!r})" if layout.namespace else ""),
+        f"  logs in {log_dir}",
+        f"  pids {' '.join(f'{c.name}={c.proc.pid}' for c in the_plan.children if c.proc)}",
+    ]
+    if the_plan.overridden:
+        lines.append("  overridden (dev sets these per child; change the DEV_* setting instead):")
+        lines += [
+            f"    {var}: yours {mine!r}, used {used!r}"
+            for var, (mine, used) in sorted(the_plan.overridden.items())
+        ]
+    lines.append("Ctrl-C stops everything.")
+    return "\n".join(lines)
 
 
 async def _supervise(children: list[Child], stop: asyncio.Event) -> int:
@@ -378,10 +458,10 @@ async def _supervise(children: list[Child], stop: asyncio.Event) -> int:
 
 def main(argv: list[str]) -> int:
     """`ofa-serving dev`."""
-    defaults = from_env(DevSettings, "DEV_")
+    defaults = from_env(DevSettings)
     p = argparse.ArgumentParser(
         prog="ofa-serving dev",
-        description=__doc__,
+        description=settings_help(DevSettings, __doc__ or ""),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--port", type=int, default=defaults.router_port, help="router port")

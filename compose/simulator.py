@@ -20,11 +20,21 @@ import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 import msgspec
 
-from ofa_contract.settings import CommonSettings, from_env
+from ofa_contract.layout import Layout
+from ofa_contract.settings import (
+    CommonSettings,
+    NonEmptyStr,
+    NonNegativeInt,
+    NonNegativeSeconds,
+    PositiveFloat,
+    PositiveInt,
+    from_env,
+    settings_help,
+)
 
 log = logging.getLogger("ofa_serving.simulator")
 
@@ -194,16 +204,29 @@ class Factory:
 class SimulateSettings(msgspec.Struct, kw_only=True):
     """Options of `ofa-serving simulate` (also from SIM_* environment variables)."""
 
-    assets: int = 20
-    workcenters: int = 3
-    rate: float = 100.0
-    duration: float = 0.0
-    count: int = 0
-    prefix: str = "SIM"
-    group_attribute: str = "workcenter"
+    env_prefix: ClassVar[str] = "SIM_"
+
+    #: Simulated assets (machines).
+    assets: PositiveInt = 20
+    #: Workcenters the assets are spread over (the default grouping attribute's values).
+    workcenters: PositiveInt = 3
+    #: Total events per second.
+    rate: PositiveFloat = 100.0
+    #: Seconds to stream; 0 = forever.
+    duration: NonNegativeSeconds = 0.0
+    #: Events to stream; 0 = no limit.
+    count: NonNegativeInt = 0
+    #: Asset uuids are ``<prefix>-ASSET-NNN``.
+    prefix: NonEmptyStr = "SIM"
+    #: The data item whose value is an asset's workcenter.
+    group_attribute: NonEmptyStr = "workcenter"
+    #: ``ASSET=WC``: move ASSET to workcenter WC during the run.
     move: str = ""
+    #: Seconds after the start of streaming to move (-1: half the duration).
     move_at: float = -1.0
+    #: Random seed (same seed, same factory).
     seed: int = 7
+    #: Also write ``<UUID>-AGENT`` helper assets, as OpenFactory does.
     helpers: bool = True
 
 
@@ -277,10 +300,10 @@ async def simulate(
 
 def main(argv: list[str]) -> int:
     """`ofa-serving simulate`."""
-    defaults = from_env(SimulateSettings, "SIM_")
+    defaults = from_env(SimulateSettings)
     p = argparse.ArgumentParser(
         prog="ofa-serving simulate",
-        description=__doc__,
+        description=settings_help(SimulateSettings, __doc__ or ""),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--assets", type=int, default=defaults.assets)
@@ -308,6 +331,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--no-helpers", action="store_true", help="no <UUID>-AGENT helper assets")
     args = p.parse_args(argv)
     common = from_env(CommonSettings)
+    layout = Layout.from_env()
     move = None
     if args.move:
         if "=" not in args.move:
@@ -333,7 +357,7 @@ def main(argv: list[str]) -> int:
         return await simulate(
             factory,
             common.kafka_bootstrap_servers,
-            common.input_topic,
+            layout.input_topic,
             rate=args.rate,
             duration=args.duration,
             count=args.count,

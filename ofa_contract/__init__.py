@@ -1,6 +1,14 @@
-"""The shared contract of ofa-serving: the asset event model, name encoding and settings.
+"""The shared contract of ofa-serving: the asset event model, name encoding, the layout of
+topics/streams/buckets/headers, settings, and the process runtime every component shares.
 
-Everything that two services must agree on lives here and nowhere else.
+Everything that two services must agree on lives here and nowhere else:
+
+- :mod:`.events` (record decoding), :mod:`.naming` (token encoding),
+  :mod:`.layout` (``Layout``, ``KafkaHeaders``, ``NatsHeaders``),
+  :mod:`.topics` / :mod:`.streams` (value Structs, compacted-topic codecs),
+- :mod:`.settings` (``from_env``, constrained types), :mod:`.processes` (the CLI registry),
+- :mod:`.runtime` (logging, ops endpoints, waiting, NATS connections, tasks, uvicorn),
+- :mod:`.asset_state`, :mod:`.auth` (shared by edge and router), :mod:`.compat` (private APIs).
 """
 
 from ofa_contract.events import (
@@ -14,6 +22,7 @@ from ofa_contract.events import (
     TooLarge,
     decode_record,
 )
+from ofa_contract.layout import DEFAULT_LAYOUT, KafkaHeaders, Layout, NatsHeaders
 from ofa_contract.naming import (
     asset_subject,
     decode_token,
@@ -25,9 +34,13 @@ from ofa_contract.naming import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "DEFAULT_LAYOUT",
     "AssetEvent",
     "BadRecord",
+    "KafkaHeaders",
     "KeyNotUtf8",
+    "Layout",
+    "NatsHeaders",
     "NoId",
     "NoKey",
     "NotAnObject",

@@ -39,6 +39,8 @@ NonEmptyStr = Annotated[str, msgspec.Meta(min_length=1)]
 Seconds = Annotated[float, msgspec.Meta(gt=0)]
 #: A duration in seconds, >= 0 (0 usually means "off").
 NonNegativeSeconds = Annotated[float, msgspec.Meta(ge=0)]
+#: A rate or other real number > 0.
+PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
 #: A rate or other real number >= 0.
 NonNegativeFloat = Annotated[float, msgspec.Meta(ge=0)]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
@@ -180,6 +182,16 @@ def describe(cls: type[msgspec.Struct], prefix: str | None = None) -> list[tuple
             default = f.default_factory()
         rows.append((env_var(cls, f.name, prefix), repr(default), _type_name(f.type)))
     return rows
+
+
+def settings_help(cls: type[msgspec.Struct], what: str = "") -> str:
+    """The one ``--help`` text style for a process's settings (use with argparse's
+    ``RawDescriptionHelpFormatter``): what it is, then every variable with its default."""
+    prefix = env_prefix(cls)
+    head = f"{what}\n\n" if what else ""
+    rows = "\n".join(f"  {var} (default {default})" for var, default, _ in describe(cls))
+    where = f"{prefix}* variables" if prefix else "variables"
+    return f"{head}Settings come from {where} (see compose/ENVIRONMENT.md):\n{rows}"
 
 
 def deprecated_aliases(cls: type[msgspec.Struct]) -> dict[str, str]:

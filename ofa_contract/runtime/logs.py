@@ -53,7 +53,10 @@ def setup_logging(level: str = "INFO", fmt: str = "json") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     # aiokafka logs every reconnect attempt at WARNING/ERROR; keep them but not their chatter.
-    logging.getLogger("aiokafka").setLevel(max(logging.WARNING, root.level))
+    # httpx/httpcore log every request at INFO ("HTTP Request: GET .../ready 503"): the ready
+    # polls of `dev` and the tests, and the router's proxy requests, are not news.
+    for chatty in ("aiokafka", "httpx", "httpcore"):
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, root.level))
 
 
 def logger_name(component: str, module: str = "") -> str:

@@ -31,18 +31,18 @@ class GuardedRebalanceListener(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         """Called by aiokafka before a rebalance."""
-        try:
-            result = self._on_revoked(set(revoked))
-            if inspect.isawaitable(result):
-                await result
-        except Exception as exc:
-            self._on_error(exc, "revoked")
+        await self._call(self._on_revoked, revoked, "revoked")
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         """Called by aiokafka after a rebalance."""
+        await self._call(self._on_assigned, assigned, "assigned")
+
+    async def _call(
+        self, callback: PartitionsCallback, parts: set[TopicPartition], phase: str
+    ) -> None:
         try:
-            result = self._on_assigned(set(assigned))
+            result = callback(set(parts))
             if inspect.isawaitable(result):
                 await result
         except Exception as exc:
-            self._on_error(exc, "assigned")
+            self._on_error(exc, phase)

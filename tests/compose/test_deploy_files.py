@@ -11,10 +11,11 @@ import pytest
 import yaml
 
 from compose import envdoc
+from ofa_contract.processes import PROCESSES
 from ofa_contract.settings import CommonSettings, from_env
 
 COMPOSE = Path(__file__).resolve().parents[2] / "compose"
-OFA_COMMANDS = set(envdoc.PROCESS_SETTINGS)
+OFA_COMMANDS = {p.command for p in PROCESSES}
 #: command -> (settings field holding the HTTP port, field holding the listen host)
 PORT_FIELDS = {
     "split": ("ops_port", "ops_host"),

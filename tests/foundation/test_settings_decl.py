@@ -87,3 +87,11 @@ def test_the_process_registry_resolves_lazily_and_prefixes_agree() -> None:
     for path in SHARED_SETTINGS:
         module, _, name = path.partition(":")
         assert issubclass(getattr(__import__(module, fromlist=[name]), name), msgspec.Struct)
+
+
+def test_settings_help_lists_every_variable_with_its_default() -> None:
+    from ofa_contract.settings import settings_help
+
+    text = settings_help(Knobs, "Run the knobs.")
+    assert text.startswith("Run the knobs.\n\nSettings come from KNOB_* variables")
+    assert "  KNOB_PORT (default 8080)" in text
