@@ -15,7 +15,6 @@ Every 4xx/5xx answer is JSON with a ``detail``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -40,7 +39,7 @@ from ofa_contract import __version__
 from ofa_contract.asset_state import NOT_FOUND_ASSET, NOT_FOUND_ITEM, AssetState, ItemState
 from ofa_contract.auth import AuthError, TokenSource, find_token
 from ofa_contract.naming import decode_token, encode_token
-from ofa_contract.runtime import get_logger, ops_routes
+from ofa_contract.runtime import cancel_and_wait, get_logger, ops_routes
 from ofa_contract.streams import EdgeEntry
 from router.asset_router import asset_route
 from router.service import RouterService
@@ -140,6 +139,7 @@ async def asset_stream(
     request: Request[Any, Any, Any],
     state: State,
     asset_uuid: Annotated[str | None, QueryParameter(description="The asset's uuid")] = None,
+    # Declared for the OpenAPI document only: the whole query string goes to the edge as is.
     item_id: Annotated[
         str | None,
         QueryParameter(name="id", description="Only this data item (case-insensitive key match)"),
@@ -280,9 +280,7 @@ async def _with_keepalive(source: AsyncIterator[bytes], interval: float) -> Asyn
             tail = (tail + item)[-4:]
             yield item
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await cancel_and_wait(task)
 
 
 # ---------------------------------------------------------------------- state

@@ -45,7 +45,9 @@ def public_nats_url(settings: RouterSettings, common: CommonSettings) -> str:
 )
 async def asset_route(
     state: State,
-    asset_uuid: Annotated[str, PathParameter(description="The asset's uuid, any text")],
+    asset_uuid: Annotated[
+        str, PathParameter(description="The asset's uuid", min_length=1, max_length=1024)
+    ],
 ) -> AssetRoute:
     """``{"asset_id", "cluster_name", "nats_url"}`` for any uuid, as OpenFactory answers."""
     svc: RouterService = state.service

@@ -44,13 +44,17 @@ async def test_asset_route_on_both_ports(stack: Stack) -> None:
                 }
             r = await c.get("/asset/")
             assert r.status_code == 404 and "detail" in r.json()
+            assert (await c.get("/asset/" + "A" * 1024)).status_code == 200
+            r = await c.get("/asset/" + "A" * 1025)
+            assert r.status_code == 400 and "detail" in r.json()
     # The second listener is the asset router only.
     async with client(f"http://127.0.0.1:{second}") as c:
         assert (await c.get("/health")).json() == {"status": "ok"}
         assert (await c.get("/asset_stream", params={"asset_uuid": "X"})).status_code == 404
     async with client(stack.url) as c:
         metrics = (await c.get("/metrics")).text
-    assert 'ofa_router_requests_total{route="/asset/{asset_uuid}",status="200"} 6.0' in metrics
+    # Both listeners count into one registry: 4 answers x 2 ports.
+    assert 'ofa_router_requests_total{route="/asset/{asset_uuid}",status="200"} 8.0' in metrics
 
 
 async def test_asset_route_defaults(stack: Stack) -> None:
