@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 
 import httpx
+import jwt
 import msgspec
 import pytest
 
 from compose.local_infra import NatsProcess
+from ofa_contract.auth import AuthSettings
 from tests.helpers import Endpoints
 from tests.router.harness import real_edge_stack
 from tests.sse import SseEvent, SseParser
@@ -61,3 +63,25 @@ async def test_stream_and_resume_through_router(
         assert [int(e.id or 0) for e in only] == [seq]
         groups = (await c.get(f"{stack.url}/groups")).json()["groups"]
         assert [g["group"] for g in groups] == [GROUP]
+
+
+@pytest.mark.parametrize("mode", ["redirect", "proxy"])
+async def test_group_claim_matches_the_decoded_group_on_the_edge(
+    infra: Endpoints, nats_private: NatsProcess, unique: str, mode: str
+) -> None:
+    """The edge authorises on the group it decodes from the path: a token allowing only the
+    group ``Halle Süd/2`` streams through router and edge; one for another group does not."""
+    key = "s3cret-key-for-tests-0123456789abcdef"
+    auth = AuthSettings(secret=key)
+    allowed = jwt.encode({"groups": [GROUP]}, key, algorithm="HS256")
+    other = jwt.encode({"groups": ["WC1"]}, key, algorithm="HS256")
+    stack_cm = real_edge_stack(
+        infra.kafka, nats_private.url, unique, "R-2", GROUP, {"auth": auth}, mode=mode, auth=auth
+    )
+    async with stack_cm as (stack, pub), httpx.AsyncClient(follow_redirects=True, timeout=10) as c:
+        seq = await pub.publish("R-2", "Temp", 1)
+        url = f"{stack.url}/asset_stream?asset_uuid=R-2&last_event_id=0"
+        got = await collect(c, url, 1, headers={"Authorization": f"Bearer {allowed}"})
+        assert [int(e.id or 0) for e in got] == [seq]
+        r = await c.get(url, headers={"Authorization": f"Bearer {other}"})
+        assert r.status_code == 403 and "detail" in r.json()
