@@ -96,6 +96,14 @@ class Stack:
         self.task = asyncio.create_task(serve_router(self.servers, stop=self.stop_event))
         await wait_until(self._started, timeout=20, what="router to listen")
 
+    async def start_for(self, asset: str, group: str, edges: int = 1, **overrides: Any) -> None:
+        """Put ``asset`` in ``group``, start the router and wait until it knows the asset's group
+        and ``edges`` live edges (registered by the caller)."""
+        await self.set_group(asset, group)
+        await self.start_router(**overrides)
+        await self.wait_group(asset, group)
+        await self.wait_edges(edges)
+
     async def _started(self) -> bool:
         assert self.task is not None
         if self.task.done():

@@ -30,11 +30,8 @@ async def read_events(
 
 
 async def test_redirect_then_sse(stack: Stack, edge: FakeEdge) -> None:
-    await stack.set_group("PAINT-ROBOT-7", "Paint Shop.2")
     await stack.register_edge("e1", edge.url)
-    await stack.start_router(mode="redirect")
-    await stack.wait_group("PAINT-ROBOT-7", "Paint Shop.2")
-    await stack.wait_edges(1)
+    await stack.start_for("PAINT-ROBOT-7", "Paint Shop.2", mode="redirect")
     async with client(stack.url) as c:
         r = await c.get(
             "/asset_stream", params={"asset_uuid": "PAINT-ROBOT-7", "id": "Temp", "x": "1"}
@@ -64,13 +61,10 @@ async def test_redirect_then_sse(stack: Stack, edge: FakeEdge) -> None:
 
 
 async def test_proxy_bytes_unchanged_and_last_event_id(stack: Stack, edge: FakeEdge) -> None:
-    await stack.set_group("A1", "WC1")
     # A dead edge that looks emptier is tried first; the router must fall through to the live one.
     await stack.register_edge("dead", f"http://127.0.0.1:{free_port()}", connections=0)
     await stack.register_edge("e1", edge.url, connections=5)
-    await stack.start_router(mode="proxy")
-    await stack.wait_group("A1", "WC1")
-    await stack.wait_edges(2)
+    await stack.start_for("A1", "WC1", edges=2, mode="proxy")
     expected = b"".join(CHUNKS)
     async with (
         httpx.AsyncClient(timeout=10) as c,
@@ -105,11 +99,8 @@ async def test_proxy_bytes_unchanged_and_last_event_id(stack: Stack, edge: FakeE
 
 async def test_proxy_passes_edge_errors(stack: Stack, edge: FakeEdge) -> None:
     edge.status = 503
-    await stack.set_group("A1", "WC1")
     await stack.register_edge("e1", edge.url)
-    await stack.start_router(mode="proxy")
-    await stack.wait_group("A1", "WC1")
-    await stack.wait_edges(1)
+    await stack.start_for("A1", "WC1", mode="proxy")
     async with client(stack.url) as c:
         r = await c.get("/asset_stream", params={"asset_uuid": "A1"})
     assert r.status_code == 503
@@ -118,11 +109,8 @@ async def test_proxy_passes_edge_errors(stack: Stack, edge: FakeEdge) -> None:
 
 
 async def test_stream_errors(stack: Stack, edge: FakeEdge) -> None:
-    await stack.set_group("A-WC2", "WC2")
     await stack.register_edge("e1", edge.url, groups=["WC1"])
-    await stack.start_router()
-    await stack.wait_group("A-WC2", "WC2")
-    await stack.wait_edges(1)
+    await stack.start_for("A-WC2", "WC2")
     async with client(stack.url) as c:
         r = await c.get("/asset_stream")
         assert r.status_code == 400
@@ -141,11 +129,8 @@ async def test_stream_errors(stack: Stack, edge: FakeEdge) -> None:
 
 
 async def test_group_index_follows_moves(stack: Stack, edge: FakeEdge) -> None:
-    await stack.set_group("MOVER", "WC1")
     await stack.register_edge("e1", edge.url)
-    await stack.start_router(mode="redirect")
-    await stack.wait_group("MOVER", "WC1")
-    await stack.wait_edges(1)
+    await stack.start_for("MOVER", "WC1", mode="redirect")
     async with client(stack.url) as c:
         r = await c.get("/asset_stream", params={"asset_uuid": "MOVER"})
         assert urlsplit(r.headers["location"]).path == "/group/WC1/asset_stream"
@@ -164,12 +149,9 @@ async def test_fewest_connections_wins(stack: Stack, edge: FakeEdge) -> None:
     other = FakeEdge()
     await other.start()
     try:
-        await stack.set_group("A1", "WC1")
         await stack.register_edge("busy", edge.url, connections=10)
         await stack.register_edge("idle", other.url, connections=0)
-        await stack.start_router(mode="redirect", redirect_base="")
-        await stack.wait_group("A1", "WC1")
-        await stack.wait_edges(2)
+        await stack.start_for("A1", "WC1", edges=2, mode="redirect", redirect_base="")
         async with client(stack.url) as c:
             targets = []
             for _ in range(14):
@@ -186,11 +168,8 @@ async def test_default_settings_stream_for_httpx_and_curl(stack: Stack, edge: Fa
     """The documented call works as documented: with default settings (proxy mode) an httpx
     client with its defaults (no redirects followed, 5 s read timeout) and ``curl`` without
     ``-L`` get the events on the connection they opened."""
-    await stack.set_group("PROVER3018", "WC1")
     await stack.register_edge("e1", edge.url)
-    await stack.start_router()
-    await stack.wait_group("PROVER3018", "WC1")
-    await stack.wait_edges(1)
+    await stack.start_for("PROVER3018", "WC1")
     url = f"{stack.url}/asset_stream?asset_uuid=PROVER3018"
     async with httpx.AsyncClient() as c, c.stream("GET", url) as resp:
         assert resp.status_code == 200
@@ -221,11 +200,8 @@ async def test_proxy_keepalive_only_between_events(stack: Stack) -> None:
     edge = FakeEdge(chunks=[b"retry: 1000\n\n", half, rest], pauses={1: 0.8})
     await edge.start()
     try:
-        await stack.set_group("A1", "WC1")
         await stack.register_edge("e1", edge.url)
-        await stack.start_router(proxy_keepalive_s=0.3)
-        await stack.wait_group("A1", "WC1")
-        await stack.wait_edges(1)
+        await stack.start_for("A1", "WC1", proxy_keepalive_s=0.3)
         timeout = httpx.Timeout(5.0, read=1.0)
         async with (
             httpx.AsyncClient(timeout=timeout) as c,
