@@ -88,6 +88,10 @@ class Stack:
     async def start_router(self, *, auth: AuthSettings | None = None, **overrides: Any) -> None:
         """Run the router in-process the way ``ofa-serving router`` does (both listeners)."""
         self.port = free_port()
+        # A test may point the router at other topics by setting these two attributes.
+        self.layout = msgspec.structs.replace(
+            self.layout, changelog_topic=self.changelog, groups_topic=self.groups_topic
+        )
         common = CommonSettings(kafka_bootstrap_servers=self.kafka, nats_url=self.nats_url)
         settings = self.settings(port=self.port, **overrides)
         self.service = RouterService(settings, common, self.layout, auth)
