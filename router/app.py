@@ -3,7 +3,10 @@
 - ``GET /asset_stream`` sends the client to an edge serving the asset's group (307), or streams
   the edge's SSE bytes through unchanged (proxy mode).
 - ``GET /asset_state`` answers in OpenFactory's exact shapes from the asset_state KV bucket.
-- ``GET /groups``, ``/health``, ``/ready``, ``/info``, ``/metrics``, OpenAPI at ``/schema``,
+- ``GET /asset/{asset_uuid}`` is OpenFactory's asset router (where to subscribe with core NATS),
+  also served alone on ``ROUTER_ASSET_ROUTER_PORT`` when set (:func:`create_asset_router_app`).
+- ``GET /groups``, the shared ops routes (``/health``, ``/ready``, ``/info``, ``/metrics``),
+  OpenAPI at ``/schema``,
   and the live dashboard at ``/``.
 
 Every 4xx/5xx answer is JSON with a ``detail``.
@@ -11,18 +14,19 @@ Every 4xx/5xx answer is JSON with a ``detail``.
 
 from __future__ import annotations
 
-import logging
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 import anyio
 import httpx
 import msgspec
 from litestar import Litestar, MediaType, Request, Response, get
+from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.enums import ScopeType
 from litestar.exceptions import HTTPException
@@ -30,16 +34,17 @@ from litestar.openapi import OpenAPIConfig
 from litestar.params import QueryParameter
 from litestar.response import Redirect, Stream
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ofa_contract import __version__
-from ofa_contract.naming import decode_token, encode_token, group_topic
+from ofa_contract.asset_state import NOT_FOUND_ASSET, NOT_FOUND_ITEM, AssetState, ItemState
+from ofa_contract.auth import AuthError, TokenSource, find_token
+from ofa_contract.naming import decode_token, encode_token
+from ofa_contract.runtime import cancel_and_wait, get_logger, ops_routes
 from ofa_contract.streams import EdgeEntry
-from router.asset_state import NOT_FOUND_ASSET, NOT_FOUND_ITEM, AssetState, ItemState
-from router.auth import AuthError, find_token
+from router.asset_router import asset_route
 from router.service import RouterService
 
-log = logging.getLogger(__name__)
+log = get_logger("router", __name__)
 
 STATIC = Path(__file__).parent / "static"
 GROUP_NOT_FOUND = "Asset group not found"
@@ -47,8 +52,22 @@ GROUP_NOT_FOUND = "Asset group not found"
 FORWARDED_HEADERS = ("last-event-id", "authorization", "accept", "cookie", "user-agent")
 #: Routes with their own metric label; anything else is counted as "other".
 KNOWN_ROUTES = frozenset(
-    ("/", "/asset_stream", "/asset_state", "/groups", "/health", "/ready", "/info", "/metrics")
-) | {"/api/assets"}
+    (
+        "/",
+        "/asset_stream",
+        "/asset_state",
+        "/groups",
+        "/api/assets",
+        "/health",
+        "/ready",
+        "/info",
+        "/metrics",
+    )
+)
+#: Metric label of ``/asset/{asset_uuid}`` (one label for every uuid keeps the label set bounded).
+ASSET_ROUTE_LABEL = "/asset/{asset_uuid}"
+#: Sent in proxy mode when the edge has been quiet for ``ROUTER_PROXY_KEEPALIVE_S``.
+KEEPALIVE = b": keepalive\n\n"
 
 
 def _json_error(status: int, detail: str, headers: dict[str, str] | None = None) -> Response[Any]:
@@ -68,7 +87,9 @@ def _auth_error(request: Request[Any, Any, Any], exc: AuthError) -> Response[Any
 
 
 def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
-    log.exception("unhandled error on %s", request.url.path, exc_info=exc)
+    log.exception(
+        "unhandled error on %s", request.url.path, exc_info=exc, extra={"path": request.url.path}
+    )
     return _json_error(500, f"Internal server error: {type(exc).__name__}")
 
 
@@ -77,13 +98,11 @@ def _service(state: State) -> RouterService:
     return svc
 
 
-def _token(svc: RouterService, request: Request[Any, Any, Any]) -> tuple[str | None, str]:
+def _token(svc: RouterService, request: Request[Any, Any, Any]) -> tuple[str | None, TokenSource]:
     """(token, where it came from) when auth is on, else (None, "")."""
     if not svc.auth.enabled:
         return None, ""
-    return find_token(
-        request.headers, request.query_params, request.cookies, svc.settings.token_cookie
-    )
+    return find_token(request, svc.auth_settings.token_cookie)
 
 
 def _asset_param(asset_uuid: str | None) -> str:
@@ -96,8 +115,20 @@ def _edge_base(svc: RouterService, edge: EdgeEntry) -> str:
     return (svc.settings.redirect_base or edge.url).rstrip("/")
 
 
-def _stream_url(base: str, group: str, query: str) -> str:
-    return f"{base}/group/{quote(group, safe='')}/asset_stream?{query}"
+def edge_stream_url(base: str, group: str, query: str) -> str:
+    """The edge's stream URL. The group travels as ``encode_token(group)`` (``[A-Za-z0-9_-]+``,
+    plain names unchanged) because a free-text name may hold ``/``, which no HTTP stack keeps
+    inside one path segment once decoded; the edge decodes it with ``decode_token``."""
+    return f"{base}/group/{encode_token(group)}/asset_stream?{query}"
+
+
+def _no_edge(svc: RouterService, group: str) -> Response[Any]:
+    svc.metrics.no_edge.inc()
+    return _json_error(
+        503,
+        f"No live edge serves group {group!r}; retry shortly",
+        {"Retry-After": str(svc.settings.retry_after_s)},
+    )
 
 
 # ---------------------------------------------------------------------- streams
@@ -108,6 +139,7 @@ async def asset_stream(
     request: Request[Any, Any, Any],
     state: State,
     asset_uuid: Annotated[str | None, QueryParameter(description="The asset's uuid")] = None,
+    # Declared for the OpenAPI document only: the whole query string goes to the edge as is.
     item_id: Annotated[
         str | None,
         QueryParameter(name="id", description="Only this data item (case-insensitive key match)"),
@@ -127,19 +159,14 @@ async def asset_stream(
         return await _proxy(svc, request, group, query)
     edge = svc.edges.pick(group)
     if edge is None:
-        svc.metrics.no_edge.inc()
-        return _json_error(
-            503,
-            f"No live edge serves group {group!r}; retry shortly",
-            {"Retry-After": str(svc.settings.retry_after_s)},
-        )
+        return _no_edge(svc, group)
     if token is not None and source != "query":
         # The token came in a header or cookie, which the redirected request may not carry.
         extra = urlencode({"token": token})
         query = f"{query}&{extra}" if query else extra
     svc.metrics.redirects.labels(group).inc()
     return Redirect(
-        _stream_url(_edge_base(svc, edge), group, query),
+        edge_stream_url(_edge_base(svc, edge), group, query),
         status_code=307,
         headers={"Cache-Control": "no-store"},
     )
@@ -154,24 +181,24 @@ async def _proxy(
     headers["x-forwarded-for"] = request.client.host if request.client else ""
     upstream: httpx.Response | None = None
     for key, edge in svc.edges.candidates(group):
-        url = _stream_url(edge.url.rstrip("/"), group, query)
+        url = edge_stream_url(edge.url.rstrip("/"), group, query)
         try:
             upstream = await svc.http.send(
                 svc.http.build_request("GET", url, headers=headers), stream=True
             )
         except httpx.TransportError as exc:
             svc.metrics.edge_failures.inc()
-            log.warning("edge %s unreachable (%s); trying the next one", edge.id, exc)
+            log.warning(
+                "edge %s unreachable (%s); trying the next one",
+                edge.id,
+                exc,
+                extra={"edge": edge.id, "error": str(exc)},
+            )
             continue
         svc.edges.note_pick(key)
         break
     if upstream is None:
-        svc.metrics.no_edge.inc()
-        return _json_error(
-            503,
-            f"No live edge serves group {group!r}; retry shortly",
-            {"Retry-After": str(svc.settings.retry_after_s)},
-        )
+        return _no_edge(svc, group)
     if upstream.status_code != 200:
         body = await upstream.aread()
         await upstream.aclose()
@@ -199,17 +226,61 @@ async def _pass_through(svc: RouterService, upstream: httpx.Response) -> AsyncIt
     """Yield the edge's bytes as they arrive; each chunk is flushed to the client at once."""
     svc.metrics.proxy_open.inc()
     try:
-        async for chunk in upstream.aiter_raw():
+        async for chunk in _with_keepalive(upstream.aiter_raw(), svc.settings.proxy_keepalive_s):
             svc.metrics.proxy_bytes.inc(len(chunk))
             yield chunk
     except httpx.TransportError as exc:
         # The edge went away: end the response; the client reconnects with Last-Event-ID and is
         # sent to a live edge.
-        log.info("edge stream ended: %s", exc)
+        log.info("edge stream ended: %s", exc, extra={"error": str(exc)})
     finally:
         svc.metrics.proxy_open.dec()
         with anyio.CancelScope(shield=True):
             await upstream.aclose()
+
+
+def _at_event_end(tail: bytes) -> bool:
+    """True when the bytes sent so far end an SSE event (a comment may only go there)."""
+    return not tail or tail.endswith((b"\n\n", b"\r\n\r\n", b"\r\r"))
+
+
+async def _with_keepalive(source: AsyncIterator[bytes], interval: float) -> AsyncIterator[bytes]:
+    """``source``'s chunks, plus :data:`KEEPALIVE` after ``interval`` seconds of silence, only
+    between events. The edge is read by a task feeding a small queue, because cancelling a read
+    of the edge's response on a timeout would break that response; the queue keeps
+    back-pressure (a slow client still slows the edge's socket, which cuts it)."""
+    if interval <= 0:
+        async for chunk in source:
+            yield chunk
+        return
+    queue: asyncio.Queue[bytes | Exception | None] = asyncio.Queue(maxsize=8)
+
+    async def pump() -> None:
+        try:
+            async for chunk in source:
+                await queue.put(chunk)
+            await queue.put(None)
+        except Exception as exc:  # handed to the consumer, which raises it
+            await queue.put(exc)
+
+    task = asyncio.create_task(pump(), name="proxy-pump")
+    tail = b""
+    try:
+        while True:
+            try:
+                item = await asyncio.wait_for(queue.get(), interval)
+            except TimeoutError:
+                if _at_event_end(tail):
+                    yield KEEPALIVE
+                continue
+            if item is None:
+                return
+            if isinstance(item, Exception):
+                raise item
+            tail = (tail + item)[-4:]
+            yield item
+    finally:
+        await cancel_and_wait(task)
 
 
 # ---------------------------------------------------------------------- state
@@ -266,7 +337,7 @@ async def groups(state: State) -> dict[str, Any]:
     for name in sorted(set(announced) | set(counts)):
         ann = announced.get(name)
         try:
-            topic = ann.topic if ann else group_topic(name, svc.settings.group_topic_prefix)
+            topic = ann.topic if ann else svc.layout.group_topic(name)
         except ValueError:
             topic = None
         out.append(
@@ -297,6 +368,7 @@ async def api_assets(request: Request[Any, Any, Any], state: State) -> Response[
     by_asset: dict[str, str] = dict(svc.index.assets())
     try:
         reader = await svc.state_reader()
+        # Keys are Layout.state_key(asset, item): every asset's item ``attr`` is "*.<item>".
         for key, raw in await reader.raw_items(f"*.{encode_token(attr)}"):
             asset = decode_token(key.split(".", 1)[0])
             try:
@@ -307,7 +379,7 @@ async def api_assets(request: Request[Any, Any, Any], state: State) -> Response[
             if isinstance(wc, str) and wc:
                 by_asset[asset] = wc
     except RuntimeError as exc:
-        log.info("dashboard listing without asset_state: %s", exc)
+        log.info("dashboard listing without asset_state: %s", exc, extra={"error": str(exc)})
     workcenters: dict[str, list[str]] = {}
     for asset in sorted(by_asset)[: svc.settings.dashboard_max_assets]:
         try:
@@ -329,33 +401,10 @@ async def dashboard() -> Response[bytes]:
 # ---------------------------------------------------------------------- operations
 
 
-@get("/health", tags=["operations"])
-async def health() -> dict[str, str]:
-    """The process is up."""
-    return {"status": "ok"}
-
-
-@get("/ready", tags=["operations"])
-async def ready(state: State) -> Response[Any]:
-    """Ready only when Kafka metadata, NATS, the KV buckets and at least one edge answer."""
-    issues = await _service(state).ready_issues()
-    if issues:
-        return Response({"status": "not ready", "issues": issues}, status_code=503)
-    return Response({"status": "ready"})
-
-
-@get("/info", tags=["operations"])
-async def info(state: State) -> dict[str, Any]:
-    """Version, mode and a summary of the router's state."""
-    return _service(state).info()
-
-
-@get("/metrics", tags=["operations"], media_type=CONTENT_TYPE_LATEST)
-async def metrics(state: State) -> Response[bytes]:
-    """Prometheus metrics."""
-    svc = _service(state)
-    svc.refresh_gauges()
-    return Response(generate_latest(svc.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+def _route_label(path: str) -> str:
+    if path in KNOWN_ROUTES:
+        return path
+    return ASSET_ROUTE_LABEL if path.startswith("/asset/") else "other"
 
 
 def _count_requests(svc: RouterService) -> Any:
@@ -366,8 +415,7 @@ def _count_requests(svc: RouterService) -> Any:
             if scope["type"] != ScopeType.HTTP:
                 await app(scope, receive, send)
                 return
-            path = scope["path"]
-            route = path if path in KNOWN_ROUTES else "other"
+            route = _route_label(scope["path"])
 
             async def counting_send(message: Message) -> None:
                 if message["type"] == "http.response.start":
@@ -379,6 +427,31 @@ def _count_requests(svc: RouterService) -> Any:
         return middleware
 
     return factory
+
+
+EXCEPTION_HANDLERS: dict[Any, Any] = {
+    HTTPException: _http_exception,
+    AuthError: _auth_error,
+    Exception: _unexpected,
+}
+
+
+def _ops(svc: RouterService) -> Any:
+    """``/health``, ``/ready``, ``/metrics``, ``/info``: the answers every process gives."""
+    return ops_routes(svc.ready_issues, svc.metrics.registry, svc.info)
+
+
+def _cors(origins: list[str]) -> CORSConfig | None:
+    """CORS for ``ROUTER_CORS_ORIGINS`` (None = off). EventSource sends no custom headers; a
+    fetch()-based SSE client may send these two."""
+    if not origins:
+        return None
+    return CORSConfig(
+        allow_origins=list(origins),
+        allow_methods=["GET"],
+        allow_headers=["Authorization", "Last-Event-ID"],
+        allow_credentials=True,
+    )
 
 
 def create_app(svc: RouterService, *, manage_service: bool = True) -> Litestar:
@@ -398,26 +471,34 @@ def create_app(svc: RouterService, *, manage_service: bool = True) -> Litestar:
         route_handlers=[
             asset_stream,
             asset_state,
+            asset_route,
             groups,
             api_assets,
             dashboard,
-            health,
-            ready,
-            info,
-            metrics,
+            _ops(svc),
         ],
         state=State({"service": svc}),
         lifespan=[lifespan],
         middleware=[_count_requests(svc)],
-        exception_handlers={
-            HTTPException: _http_exception,
-            AuthError: _auth_error,
-            Exception: _unexpected,
-        },
+        exception_handlers=EXCEPTION_HANDLERS,
+        cors_config=_cors(svc.settings.cors_origins),
         openapi_config=OpenAPIConfig(
             title="ofa-serving router",
             version=__version__,
             path="/schema",
             description="Public HTTP entry of the OpenFactory asset serving layer.",
         ),
+    )
+
+
+def create_asset_router_app(svc: RouterService) -> Litestar:
+    """OpenFactory's asset router alone (``/asset/{uuid}`` and the ops routes), for the second
+    listener on ``ROUTER_ASSET_ROUTER_PORT``; ``svc`` is run by the main app's lifespan."""
+    return Litestar(
+        route_handlers=[asset_route, _ops(svc)],
+        state=State({"service": svc}),
+        middleware=[_count_requests(svc)],
+        exception_handlers=EXCEPTION_HANDLERS,
+        cors_config=_cors(svc.settings.cors_origins),
+        openapi_config=None,
     )

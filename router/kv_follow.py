@@ -19,7 +19,9 @@ import msgspec
 from nats.js.errors import BucketNotFoundError
 from nats.js.kv import KeyValue
 
-log = logging.getLogger(__name__)
+from ofa_contract.runtime import cancel_and_wait, get_logger
+
+log = get_logger("router", __name__)
 
 T = TypeVar("T", bound=msgspec.Struct)
 
@@ -64,20 +66,13 @@ class KvFollower(Generic[T]):
 
     async def stop(self) -> None:
         """Stop following."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     def live(self) -> dict[str, T]:
         """Entries refreshed within the staleness window."""
         horizon = time.monotonic() - self.stale_s
         return {k: r.value for k, r in self._entries.items() if r.seen >= horizon}
-
-    def all(self) -> dict[str, T]:
-        """Every entry, live or stale."""
-        return {k: r.value for k, r in self._entries.items()}
 
     def issues(self) -> dict[str, str]:
         """Why this registry cannot be trusted right now (empty when fine)."""
@@ -113,8 +108,17 @@ class KvFollower(Generic[T]):
                 self.last_error = f"KV bucket {self.bucket!r} does not exist yet"
             except Exception as exc:  # reconnects are NATS' job; we just re-bind
                 self.kv = None
-                self.last_error = f"{type(exc).__name__}: {exc}"
-                log.warning("KV watch of %s failed: %s", self.bucket, self.last_error)
+                error = f"{type(exc).__name__}: {exc}"
+                # Once per failure kind, not once a second for as long as an outage lasts.
+                level = logging.DEBUG if error == self.last_error else logging.WARNING
+                self.last_error = error
+                log.log(
+                    level,
+                    "KV watch of %s failed: %s",
+                    self.bucket,
+                    error,
+                    extra={"bucket": self.bucket, "error": error},
+                )
             await asyncio.sleep(1.0)
 
     def _apply(self, entry: Any, initial: bool) -> None:

@@ -1,4 +1,5 @@
-"""`ofa-serving router`: the public HTTP entry point (uvicorn + Litestar, port 5555)."""
+"""`ofa-serving router`: the public HTTP entry point (uvicorn + Litestar, port 5555), plus
+OpenFactory's asset router alone on ``ROUTER_ASSET_ROUTER_PORT`` when set."""
 
 from __future__ import annotations
 
@@ -8,11 +9,16 @@ import contextlib
 
 import uvicorn
 
-from ofa_contract.runtime import install_stop_signals
+from ofa_contract.auth import AuthSettings
+from ofa_contract.layout import Layout
+from ofa_contract.runtime import cancel_and_wait, get_logger
+from ofa_contract.runtime.serve import build_server, serve
 from ofa_contract.settings import CommonSettings, describe, from_env
-from router.app import create_app
+from router.app import create_app, create_asset_router_app
 from router.service import RouterService
-from router.settings import PREFIX, RouterSettings
+from router.settings import RouterSettings
+
+log = get_logger("router", __name__)
 
 
 def main(argv: list[str]) -> int:
@@ -20,40 +26,64 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="ofa-serving router",
         description="Public HTTP router. Settings come from the environment:\n"
-        + "\n".join(f"  {n} (default {d})" for n, d, _ in describe(RouterSettings, PREFIX)),
+        + "\n".join(f"  {n} (default {d})" for n, d, _ in describe(RouterSettings)),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--host", help="overrides ROUTER_HOST")
     parser.add_argument("--port", type=int, help="overrides ROUTER_PORT")
     args = parser.parse_args(argv)
-    settings = from_env(RouterSettings, PREFIX)
-    common = from_env(CommonSettings)
-    service = RouterService(settings, common)
-    config = uvicorn.Config(
-        create_app(service),
-        host=args.host or settings.host,
-        port=args.port if args.port is not None else settings.port,
-        log_config=None,  # keep the process' JSON logging
-        access_log=False,
-        lifespan="on",
-        timeout_graceful_shutdown=max(1, round(settings.shutdown_grace_s)),
+    settings = from_env(RouterSettings)
+    service = RouterService(
+        settings, from_env(CommonSettings), Layout.from_env(), from_env(AuthSettings)
     )
-    server = uvicorn.Server(config)
-    # uvicorn's own handlers re-raise the signal after shutdown (exit status -15); ours let the
-    # process drain and exit 0 like every other component.
-    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
-    return asyncio.run(_serve(server))
+    port = args.port if args.port is not None else settings.port
+    servers = build_servers(service, args.host or settings.host, port)
+    with asyncio.Runner(loop_factory=servers[0].config.get_loop_factory()) as runner:
+        return runner.run(serve_router(servers))
 
 
-async def _serve(server: uvicorn.Server) -> int:
-    """Serve until SIGTERM/SIGINT, then shut down gracefully (stop accepting, give open
-    streams the grace period, run the lifespan shutdown that closes our connections)."""
-    stop = asyncio.Event()
-    install_stop_signals(stop)
-    task = asyncio.create_task(server.serve())
+def build_servers(service: RouterService, host: str, port: int) -> list[uvicorn.Server]:
+    """The main server (its lifespan runs ``service``) and, with ``ROUTER_ASSET_ROUTER_PORT``,
+    the asset router's own listener."""
+    s = service.settings
+    servers = [build_server(create_app(service), host, port, grace=s.shutdown_grace_s)]
+    if s.asset_router_port:
+        app = create_asset_router_app(service)
+        servers.append(build_server(app, host, s.asset_router_port, grace=1, lifespan="off"))
+    return servers
+
+
+async def _run_extra(server: uvicorn.Server, stop: asyncio.Event) -> None:
+    """Serve a second listener until ``stop``; if it cannot listen, set ``stop`` for all."""
+
+    async def run() -> None:
+        # uvicorn reports a busy port with sys.exit(3); caught inside this coroutine it ends
+        # this listener only (escaping a task, it would end the event loop at once).
+        with contextlib.suppress(SystemExit):
+            await server.serve()
+
+    task = asyncio.create_task(run(), name=f"uvicorn-{server.config.port}")
     waiter = asyncio.create_task(stop.wait())
     await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    await cancel_and_wait(waiter)
+    if not server.started:
+        log.error(
+            "cannot listen on ROUTER_ASSET_ROUTER_PORT=%s; stopping",
+            server.config.port,
+            extra={"port": server.config.port},
+        )
+        stop.set()
     server.should_exit = True
-    waiter.cancel()
     await task
-    return 0 if server.started else 1
+
+
+async def serve_router(servers: list[uvicorn.Server], *, stop: asyncio.Event | None = None) -> int:
+    """Serve until SIGTERM/SIGINT (or ``stop``, set by tests) or until a listener fails, then
+    stop gracefully (the shared runner's policy). 0 when every listener had started, else 1."""
+    install_signals = stop is None
+    stop = stop or asyncio.Event()
+    extra = [asyncio.create_task(_run_extra(s, stop)) for s in servers[1:]]
+    status = await serve(servers[0], stop=stop, install_signals=install_signals)
+    stop.set()
+    await asyncio.gather(*extra)
+    return 1 if status or not all(s.started for s in servers) else 0

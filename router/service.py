@@ -2,34 +2,42 @@
 
 Everything a request needs is already in memory (asset -> group from the changelog, live edges
 from the registry); requests only touch NATS for `/asset_state`, which reads the KV bucket.
+
+Start-up never blocks the HTTP listener: Kafka and NATS are awaited in the background with the
+shared policy (:func:`ofa_contract.runtime.wait_for_service`: back-off, one log line naming the
+variable, not ready on ``/ready`` meanwhile, prompt stop on SIGTERM).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
-import nats
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
-from nats.js.kv import KeyValue
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from ofa_contract import __version__
+from ofa_contract.asset_state import AssetStateReader, open_reader
+from ofa_contract.auth import Authorizer, AuthSettings
+from ofa_contract.layout import Layout
+from ofa_contract.runtime import cancel_and_wait, get_logger, metric_name, wait_for_service
+from ofa_contract.runtime.connect import connect_nats
 from ofa_contract.settings import CommonSettings
 from ofa_contract.streams import BridgeEntry
-from router.asset_state import AssetStateReader
-from router.auth import Authorizer
 from router.edge_picker import EdgePicker
 from router.group_index import GroupIndex
 from router.kv_follow import KvFollower
 from router.settings import RouterSettings
 
-log = logging.getLogger(__name__)
+log = get_logger("router", __name__)
+
+
+def _name(name: str) -> str:
+    return metric_name("router", name)
 
 
 class Metrics:
@@ -38,41 +46,68 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
         self.requests = Counter(
-            "ofa_router_requests",
+            _name("requests"),
             "HTTP requests answered, by route and status",
             ["route", "status"],
             registry=registry,
         )
         self.redirects = Counter(
-            "ofa_router_redirects", "Streams sent to an edge (307)", ["group"], registry=registry
+            _name("redirects"), "Streams sent to an edge (307)", ["group"], registry=registry
         )
         self.proxied = Counter(
-            "ofa_router_proxy_streams", "Streams proxied to an edge", ["group"], registry=registry
+            _name("proxy_streams"), "Streams proxied to an edge", ["group"], registry=registry
         )
         self.proxy_open = Gauge(
-            "ofa_router_proxy_streams_open", "Proxied streams open now", registry=registry
+            _name("proxy_streams_open"), "Proxied streams open now", registry=registry
         )
         self.proxy_bytes = Counter(
-            "ofa_router_proxy_bytes", "SSE bytes passed through in proxy mode", registry=registry
+            _name("proxy_bytes"), "SSE bytes passed through in proxy mode", registry=registry
         )
         self.edge_failures = Counter(
-            "ofa_router_edge_connect_failures",
+            _name("edge_connect_failures"),
             "Proxy connections to an edge that failed (the next edge was tried)",
             registry=registry,
         )
         self.no_edge = Counter(
-            "ofa_router_no_edge", "Streams refused with 503 for lack of an edge", registry=registry
+            _name("no_edge"), "Streams refused with 503 for lack of an edge", registry=registry
         )
         self.state_latency = Histogram(
-            "ofa_router_asset_state_seconds",
+            _name("asset_state_seconds"),
             "Time to answer /asset_state from the KV bucket",
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
             registry=registry,
         )
-        self.edges_live = Gauge("ofa_router_edges_live", "Live edges", registry=registry)
+        self.edges_live = Gauge(_name("edges_live"), "Live edges", registry=registry)
         self.assets_indexed = Gauge(
-            "ofa_router_assets_indexed", "Assets in the group index", registry=registry
+            _name("assets_indexed"), "Assets in the group index", registry=registry
         )
+
+
+async def nats_answers(servers: str, timeout: float) -> str:
+    """Raise unless one of ``servers`` (comma-separated URLs) greets with NATS' ``INFO`` line.
+
+    Returns the URL that answered. The start-up probe: a client with the never-give-up
+    reconnect policy never returns from its first connect while NATS is away, so it could not
+    report what it waits for.
+    """
+    failures = []
+    for url in (u.strip() for u in servers.split(",") if u.strip()):
+        parts = urlsplit(url if "://" in url else f"nats://{url}")
+        try:
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(parts.hostname or "127.0.0.1", parts.port or 4222),
+                timeout,
+            )
+            try:
+                greeting = await asyncio.wait_for(reader.readline(), timeout)
+            finally:
+                writer.close()
+            if greeting.startswith(b"INFO"):
+                return url
+            failures.append(f"{url}: not a NATS server")
+        except (OSError, TimeoutError) as exc:
+            failures.append(f"{url}: {exc or type(exc).__name__}")
+    raise ConnectionError("; ".join(failures) or "no server given")
 
 
 class RouterService:
@@ -82,27 +117,32 @@ class RouterService:
         self,
         settings: RouterSettings,
         common: CommonSettings,
+        layout: Layout | None = None,
+        auth: AuthSettings | None = None,
         registry: CollectorRegistry | None = None,
     ) -> None:
         self.settings = settings
         self.common = common
+        self.layout = layout or Layout()
+        self.auth_settings = auth or AuthSettings()
+        self.auth = Authorizer.from_settings(self.auth_settings)
         self.metrics = Metrics(registry or CollectorRegistry())
-        self.auth = Authorizer(
-            secret=settings.jwt_secret,
-            public_key=settings.jwt_public_key,
-            audience=settings.jwt_audience,
-            issuer=settings.jwt_issuer,
-        )
         self.nc: NatsClient | None = None
         self.index = GroupIndex(
-            common.kafka_bootstrap_servers, settings.changelog_topic, settings.groups_topic
+            common.kafka_bootstrap_servers, self.layout.changelog_topic, self.layout.groups_topic
         )
-        self.edges = EdgePicker(self._js, settings.edges_bucket, settings.edge_stale_s)
+        self.index_started = False
+        self.edges = EdgePicker(self._js, self.layout.edges_bucket, settings.edge_stale_s)
         self.bridges: KvFollower[BridgeEntry] = KvFollower(
-            self._js, settings.bridges_bucket, BridgeEntry, settings.bridge_stale_s
+            self._js, self.layout.bridges_bucket, BridgeEntry, settings.bridge_stale_s
         )
-        self._state_kv: KeyValue | None = None
-        self._connect_task: asyncio.Task[None] | None = None
+        self.metrics.edges_live.set_function(lambda: len(self.edges.live()))
+        self.metrics.assets_indexed.set_function(lambda: len(self.index.assets()))
+        #: What each dependency is being waited for (shown on /ready until it answers).
+        self.waiting: dict[str, str] = {}
+        self._stopping = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._state_reader: AssetStateReader | None = None
         self.http: httpx.AsyncClient | None = None
         self.started_at = time.time()
 
@@ -113,29 +153,57 @@ class RouterService:
             raise RuntimeError("NATS not connected")
         return self.nc.jetstream()
 
-    async def _connect_nats(self) -> None:
-        """Connect to NATS, retrying until it answers (the router may start before NATS)."""
-        while self.nc is None:
-            try:
-                self.nc = await nats.connect(
-                    self.common.nats_url,
-                    name="ofa-router",
-                    allow_reconnect=True,
-                    max_reconnect_attempts=-1,
-                    reconnect_time_wait=1,
-                    connect_timeout=3,
-                )
-                log.info("connected to NATS at %s", self.common.nats_url)
-            except Exception as exc:
-                log.warning("NATS not reachable yet (%s: %s); retrying", type(exc).__name__, exc)
-                await asyncio.sleep(1.0)
+    async def _start_index(self) -> bool:
+        try:
+            await self.index.start()
+        except BaseException:
+            await self.index.stop()  # closes the half-started consumer
+            raise
+        return True
 
-    async def start(self) -> None:
-        """Start the background followers; returns without waiting for dependencies."""
-        await self.index.start()
-        self._connect_task = asyncio.create_task(self._connect_nats(), name="nats-connect")
+    async def _wait_kafka(self) -> None:
+        servers = self.common.kafka_bootstrap_servers
+        self.waiting["kafka"] = f"connecting to Kafka at {servers}"
+        started = await wait_for_service(
+            f"Kafka at {servers}",
+            "KAFKA_BOOTSTRAP_SERVERS",
+            self._start_index,
+            self._stopping,
+            log,
+            on_waiting=lambda why: self.waiting.__setitem__("kafka", why),
+        )
+        if started:
+            self.index_started = True
+            self.waiting.pop("kafka", None)
+
+    async def _wait_nats(self) -> None:
+        url = self.common.nats_url
+        self.waiting["nats"] = f"connecting to NATS at {url}"
+        timeout = self.settings.ready_timeout_s
+        reachable = await wait_for_service(
+            f"NATS at {url}",
+            "NATS_URL",
+            lambda: nats_answers(url, timeout),
+            self._stopping,
+            log,
+            on_waiting=lambda why: self.waiting.__setitem__("nats", why),
+        )
+        if reachable is None:
+            return  # stopping
+        # Reachable: connect with the never-give-up policy (later outages are reconnected).
+        self.nc = await connect_nats(url, "ofa-router", log=log)
+        self.waiting.pop("nats", None)
+        log.info("connected to NATS", extra={"nats_url": url})
         self.edges.start()
         self.bridges.start()
+
+    async def start(self) -> None:
+        """Start the background work; returns at once, without waiting for Kafka or NATS."""
+        self._stopping.clear()
+        self._tasks = [
+            asyncio.create_task(self._wait_kafka(), name="router-kafka"),
+            asyncio.create_task(self._wait_nats(), name="router-nats"),
+        ]
         s = self.settings
         self.http = httpx.AsyncClient(
             timeout=httpx.Timeout(
@@ -146,86 +214,91 @@ class RouterService:
         )
 
     async def stop(self) -> None:
-        """Stop followers and close connections."""
-        if self._connect_task is not None:
-            self._connect_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._connect_task
+        """Stop waiting and following, close connections."""
+        self._stopping.set()
+        for task in self._tasks:
+            await cancel_and_wait(task)
         await self.edges.stop()
         await self.bridges.stop()
-        await self.index.stop()
+        if self.index_started:
+            await self.index.stop()
         if self.http is not None:
             await self.http.aclose()
         if self.nc is not None:
-            with contextlib.suppress(Exception):
+            try:
                 await self.nc.drain()
+            except Exception as exc:  # closing anyway; say why the drain was cut short
+                log.info("NATS drain failed: %s", exc, extra={"error": str(exc)})
             self.nc = None
 
     # ------------------------------------------------------------------ helpers
 
     async def state_reader(self) -> AssetStateReader:
         """The asset_state reader; raises RuntimeError when NATS or the bucket is missing."""
-        if self._state_kv is None:
+        if self._state_reader is None:
+            bucket = self.layout.state_bucket
             try:
-                self._state_kv = await self._js().key_value(self.settings.asset_state_bucket)
+                self._state_reader = await open_reader(self._js(), bucket)
             except Exception as exc:
-                raise RuntimeError(
-                    f"KV bucket {self.settings.asset_state_bucket!r} unavailable: {exc}"
-                ) from None
-        return AssetStateReader(self._state_kv)
+                raise RuntimeError(f"KV bucket {bucket!r} unavailable: {exc}") from None
+            if self._state_reader is None:
+                raise RuntimeError(f"KV bucket {bucket!r} does not exist yet")
+        return self._state_reader
 
-    async def ready_issues(self) -> dict[str, str]:
-        """Every dependency that does not answer right now (empty when ready)."""
+    async def _kafka_issues(self) -> dict[str, str]:
+        if not self.index_started:
+            return {"kafka": self.waiting.get("kafka", "not connected")}
+        try:
+            await self.index.kafka_metadata(self.settings.ready_timeout_s)
+        except Exception as exc:
+            return {"kafka": f"metadata request failed: {type(exc).__name__}: {exc}"}
+        return self.index.issues()
+
+    async def _nats_issues(self) -> dict[str, str]:
+        if self.nc is None or not self.nc.is_connected:
+            return {"nats": self.waiting.get("nats", "not connected")}
         issues: dict[str, str] = {}
         timeout = self.settings.ready_timeout_s
         try:
-            await self.index.kafka_metadata(timeout)
+            await self.nc.flush(timeout=max(1, int(timeout)))
         except Exception as exc:
-            issues["kafka"] = f"metadata request failed: {type(exc).__name__}: {exc}"
-        issues.update(self.index.issues())
-        if self.nc is None or not self.nc.is_connected:
-            issues["nats"] = "not connected"
-        else:
-            try:
-                await self.nc.flush(timeout=max(1, int(timeout)))
-            except Exception as exc:
-                issues["nats"] = f"no answer: {type(exc).__name__}: {exc}"
-            try:
-                await self.state_reader()
-                await asyncio.wait_for(
-                    self._js().stream_info(f"KV_{self.settings.asset_state_bucket}"), timeout
-                )
-            except Exception as exc:
-                self._state_kv = None
-                issues[f"kv_{self.settings.asset_state_bucket}"] = str(exc)
+            issues["nats"] = f"no answer: {type(exc).__name__}: {exc}"
+        bucket = self.layout.state_bucket
+        try:
+            await self.state_reader()
+            await asyncio.wait_for(self._js().stream_info(f"KV_{bucket}"), timeout)
+        except Exception as exc:
+            self._state_reader = None
+            issues[f"kv_{bucket}"] = str(exc)
+        return issues
+
+    async def ready_issues(self) -> dict[str, str]:
+        """Every dependency that does not answer right now (empty when ready)."""
+        issues = await self._kafka_issues()
+        issues.update(await self._nats_issues())
         issues.update(self.edges.registry.issues())
         if not self.edges.live():
-            issues["edges"] = f"no live edge registered in {self.settings.edges_bucket!r}"
+            issues["edges"] = f"no live edge registered in {self.layout.edges_bucket!r}"
         return issues
 
     def info(self) -> dict[str, Any]:
         """What /info shows."""
-        s = self.settings
+        lay = self.layout
         return {
             "version": __version__,
             "service": "ofa-serving router",
-            "mode": s.mode,
+            "mode": self.settings.mode,
             "auth": self.auth.enabled,
             "uptime_s": round(time.time() - self.started_at, 1),
             "kafka": self.common.kafka_bootstrap_servers,
             "nats": self.common.nats_url,
-            "changelog_topic": s.changelog_topic,
-            "groups_topic": s.groups_topic,
+            "changelog_topic": lay.changelog_topic,
+            "groups_topic": lay.groups_topic,
             "buckets": {
-                "asset_state": s.asset_state_bucket,
-                "edges": s.edges_bucket,
-                "bridges": s.bridges_bucket,
+                "asset_state": lay.state_bucket,
+                "edges": lay.edges_bucket,
+                "bridges": lay.bridges_bucket,
             },
             "group_index": self.index.snapshot(),
             "edges_live": len(self.edges.live()),
         }
-
-    def refresh_gauges(self) -> None:
-        """Update gauges that mirror in-memory state (called before a scrape)."""
-        self.metrics.edges_live.set(len(self.edges.live()))
-        self.metrics.assets_indexed.set(len(self.index.assets()))

@@ -1,68 +1,78 @@
 """Settings of the public HTTP router (`ofa-serving router`), read from ``ROUTER_*`` variables.
 
-Connection settings (``KAFKA_BOOTSTRAP_SERVERS``, ``NATS_URL``...) come from
-:class:`ofa_contract.settings.CommonSettings` without a prefix.
+Shared settings come without a prefix: connections (``KAFKA_BOOTSTRAP_SERVERS``, ``NATS_URL``:
+:class:`ofa_contract.settings.CommonSettings`), names of topics and buckets
+(:class:`ofa_contract.layout.Layout`; ``ROUTER_CHANGELOG_TOPIC``, ``ROUTER_GROUPS_TOPIC``,
+``ROUTER_GROUP_TOPIC_PREFIX``, ``ROUTER_*_BUCKET`` are its deprecated aliases) and JWT auth
+(:class:`ofa_contract.auth.AuthSettings`, ``JWT_*``; ``ROUTER_JWT_*`` are deprecated aliases).
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 import msgspec
 
-from ofa_contract import streams, topics
-from ofa_contract.naming import GROUP_TOPIC_PREFIX
-
-PREFIX = "ROUTER_"
+from ofa_contract.settings import (
+    NonEmptyStr,
+    NonNegativeInt,
+    NonNegativeSeconds,
+    Port,
+    PositiveInt,
+    Seconds,
+)
 
 
 class RouterSettings(msgspec.Struct, kw_only=True, frozen=True):
     """Every field is set by ``ROUTER_<FIELD>`` (e.g. ``ROUTER_MODE=proxy``)."""
 
+    env_prefix: ClassVar[str] = "ROUTER_"
+
     #: Interface to listen on; containers set ``0.0.0.0``.
-    host: str = "127.0.0.1"
+    host: NonEmptyStr = "127.0.0.1"
     #: The OpenFactory serving layer listened on 5555; clients keep their URLs.
-    port: int = 5555
-    #: ``redirect``: answer /asset_stream with 307 to an edge (cheapest, the client talks to the
-    #: edge directly). ``proxy``: stream the edge's SSE bytes through the router (one origin,
-    #: no CORS; costs one extra hop).
-    mode: Literal["redirect", "proxy"] = "redirect"
+    port: Port = 5555
+    #: ``proxy``: stream the edge's SSE bytes through the router on the client's connection, so
+    #: ``curl`` without ``-L`` and clients that do not follow redirects (httpx's default) work.
+    #: ``redirect``: answer /asset_stream with 307 to an edge (cheaper: the client talks to the
+    #: edge directly, the router carries no stream), for clients that follow redirects.
+    mode: Literal["redirect", "proxy"] = "proxy"
     #: When set, redirects go to this base URL (e.g. the nginx in front of the edges) instead of
     #: the URL an edge registered, which may be an address only reachable inside the cluster.
     redirect_base: str = ""
-    #: Compacted changelog of the splitter's asset -> group table (read_committed).
-    changelog_topic: str = topics.CHANGELOG_TOPIC
-    #: Compacted topic announcing every group the splitter created a topic for.
-    groups_topic: str = topics.GROUPS_TOPIC
-    #: Prefix of the derived per-group topics (shown by /groups).
-    group_topic_prefix: str = GROUP_TOPIC_PREFIX
-    #: NATS KV buckets: latest values, edge registry, bridge registry.
-    asset_state_bucket: str = streams.ASSET_STATE_BUCKET
-    edges_bucket: str = streams.EDGES_BUCKET
-    bridges_bucket: str = streams.BRIDGES_BUCKET
     #: An edge whose registration was not refreshed for this many seconds is considered dead
     #: (edges heartbeat every 2 s; their bucket's TTL is 10 s).
-    edge_stale_s: float = 10.0
+    edge_stale_s: Seconds = 10.0
     #: Same for bridge workers (they heartbeat every 5 s; their bucket's TTL is 30 s).
-    bridge_stale_s: float = 30.0
+    bridge_stale_s: Seconds = 30.0
     #: ``Retry-After`` seconds sent with 503 when no edge serves a group.
-    retry_after_s: int = 2
+    retry_after_s: NonNegativeInt = 2
     #: Proxy mode: seconds to connect to an edge before trying the next one.
-    proxy_connect_timeout_s: float = 3.0
+    proxy_connect_timeout_s: Seconds = 3.0
+    #: Proxy mode: after this many seconds without a byte from the edge, send a ``: keepalive``
+    #: comment between events, so clients with a short read timeout (httpx: 5 s) stay connected
+    #: on a quiet asset (the edge pings every 15 s). 0 turns it off.
+    proxy_keepalive_s: NonNegativeSeconds = 3.0
+    #: Origins allowed by CORS on every route (e.g. ``https://dashboards.example``, comma-separated
+    #: or a JSON list; ``*`` allows any); empty = CORS off. In redirect mode the edges must allow
+    #: the origin ``null`` (``EDGE_CORS_ORIGINS``): see the README.
+    cors_origins: list[str] = msgspec.field(default_factory=list)
+    #: OpenFactory's asset router (``GET /asset/{uuid}``) is always served on ``ROUTER_PORT``;
+    #: a port here serves it on a second listener too (OpenFactory's clients default to 8002).
+    #: 0 = no second listener.
+    asset_router_port: Port = 0
+    #: The ``nats_url`` answered by ``/asset/{uuid}``: the address OpenFactory clients must use
+    #: to reach NATS (often not the one the router itself uses). Empty = the first server of
+    #: ``NATS_URL``.
+    asset_nats_url: str = ""
+    #: The ``cluster_name`` answered by ``/asset/{uuid}`` (OpenFactory's default deployment names
+    #: its one cluster ``C1``, from ``NATS_CLUSTER_C1``).
+    asset_cluster_name: NonEmptyStr = "C1"
     #: Seconds a /ready dependency check may take before it counts as failed.
-    ready_timeout_s: float = 3.0
+    ready_timeout_s: Seconds = 3.0
     #: Seconds uvicorn waits for open streams on shutdown before closing them.
-    shutdown_grace_s: float = 5.0
-    #: JWT auth, the same settings as the edge's (``EDGE_JWT_*``): setting the HS256 secret or
-    #: the RS256/ES256 public key (PEM text or ``@/path/key.pem``) turns it on.
-    jwt_secret: str = ""
-    jwt_public_key: str = ""
-    #: Expected ``aud`` / ``iss`` claims, if any.
-    jwt_audience: str = ""
-    jwt_issuer: str = ""
-    #: Cookie that may carry the token (EventSource cannot set headers).
-    token_cookie: str = "ofa_token"
+    shutdown_grace_s: NonNegativeSeconds = 5.0
     #: The attribute the dashboard groups assets by (the splitter's grouping attribute).
-    group_attribute: str = "workcenter"
+    group_attribute: NonEmptyStr = "workcenter"
     #: Maximum number of assets listed by the dashboard's JSON endpoint.
-    dashboard_max_assets: int = 2000
+    dashboard_max_assets: PositiveInt = 2000

@@ -36,6 +36,8 @@ class FakeEdge:
     """Serves CHUNKS on every stream request, then holds the connection open."""
 
     chunks: list[bytes] = field(default_factory=lambda: list(CHUNKS))
+    #: Seconds to pause after chunk i (instead of 0.02), e.g. in the middle of an event.
+    pauses: dict[int, float] = field(default_factory=dict)
     status: int = 200
     seen: list[Seen] = field(default_factory=list)
     port: int = 0
@@ -86,10 +88,10 @@ class FakeEdge:
                 b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
                 b"Cache-Control: no-store\r\nX-Accel-Buffering: no\r\nConnection: close\r\n\r\n"
             )
-            for chunk in self.chunks:
+            for i, chunk in enumerate(self.chunks):
                 writer.write(chunk)
                 await writer.drain()
-                await asyncio.sleep(0.02)
+                await asyncio.sleep(self.pauses.get(i, 0.02))
             await reader.read()  # hold the stream open until the client goes away
         except (ConnectionError, asyncio.CancelledError):
             pass

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -15,25 +15,19 @@ import uvicorn
 from nats.js.api import KeyValueConfig
 
 from compose.local_infra import free_port
+from ofa_contract.auth import AuthSettings
+from ofa_contract.layout import Layout
 from ofa_contract.settings import CommonSettings
-from ofa_contract.streams import EdgeEntry, state_key
+from ofa_contract.streams import EdgeEntry
 from ofa_contract.topics import AssetGroup, GroupAnnouncement
-from router.app import create_app
+from router.main import build_servers, serve_router
 from router.service import RouterService
 from router.settings import RouterSettings
-from tests.helpers import create_topics, produce
-
-
-async def wait_until(
-    cond: Callable[[], Awaitable[bool]], timeout: float = 15.0, what: str = "condition"
-) -> None:
-    """Poll ``cond`` until it holds, failing after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if await cond():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+from tests.edge.conftest import running_edge
+from tests.edge.publisher import Publisher
+from tests.support.kafka import create_topics, produce
+from tests.support.names import layout_for
+from tests.support.wait import wait_until
 
 
 class Stack:
@@ -42,16 +36,25 @@ class Stack:
     def __init__(self, kafka: str, nats_url: str, unique: str) -> None:
         self.kafka = kafka
         self.nats_url = nats_url
-        self.changelog = f"t_router_assets_{unique}"
-        self.groups_topic = f"t_router_groups_{unique}"
+        # Kafka is shared by the tests: namespaced topics. NATS is a private server per test,
+        # so the stream and buckets keep the standard names the real edge and publisher use.
+        names = layout_for(unique)
+        self.layout = Layout(
+            changelog_topic=names.changelog_topic,
+            groups_topic=names.groups_topic,
+            group_topic_prefix=names.group_topic_prefix,
+        )
+        self.changelog = self.layout.changelog_topic
+        self.groups_topic = self.layout.groups_topic
         self.nc: Any = None
         self.js: Any = None
         self.kv_state: Any = None
         self.kv_edges: Any = None
         self.kv_bridges: Any = None
         self.service: RouterService | None = None
-        self.server: uvicorn.Server | None = None
-        self.task: asyncio.Task[None] | None = None
+        self.servers: list[uvicorn.Server] = []
+        self.stop_event = asyncio.Event()
+        self.task: asyncio.Task[int] | None = None
         self.port = 0
 
     @property
@@ -72,47 +75,48 @@ class Stack:
         )
 
     async def create_buckets(self) -> None:
-        self.kv_state = await self.js.create_key_value(KeyValueConfig(bucket="asset_state"))
-        self.kv_edges = await self.js.create_key_value(KeyValueConfig(bucket="ofa_edges"))
-        self.kv_bridges = await self.js.create_key_value(KeyValueConfig(bucket="ofa_bridges"))
+        lay = self.layout
+        self.kv_state = await self.js.create_key_value(KeyValueConfig(bucket=lay.state_bucket))
+        self.kv_edges = await self.js.create_key_value(KeyValueConfig(bucket=lay.edges_bucket))
+        self.kv_bridges = await self.js.create_key_value(KeyValueConfig(bucket=lay.bridges_bucket))
 
     def settings(self, **overrides: Any) -> RouterSettings:
-        base: dict[str, Any] = {
-            "changelog_topic": self.changelog,
-            "groups_topic": self.groups_topic,
-            "edge_stale_s": 30.0,
-        }
+        base: dict[str, Any] = {"edge_stale_s": 30.0, "shutdown_grace_s": 1.0}
         base.update(overrides)
         return RouterSettings(**base)
 
-    async def start_router(self, **overrides: Any) -> None:
+    async def start_router(self, *, auth: AuthSettings | None = None, **overrides: Any) -> None:
+        """Run the router in-process the way ``ofa-serving router`` does (both listeners)."""
         self.port = free_port()
-        common = CommonSettings(kafka_bootstrap_servers=self.kafka, nats_url=self.nats_url)
-        self.service = RouterService(self.settings(port=self.port, **overrides), common)
-        config = uvicorn.Config(
-            create_app(self.service),
-            host="127.0.0.1",
-            port=self.port,
-            log_config=None,
-            access_log=False,
-            lifespan="on",
-            timeout_graceful_shutdown=1,
+        # A test may point the router at other topics by setting these two attributes.
+        self.layout = msgspec.structs.replace(
+            self.layout, changelog_topic=self.changelog, groups_topic=self.groups_topic
         )
-        self.server = uvicorn.Server(config)
-        # uvicorn must not take over the test process' signal handlers
-        self.server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
-        self.task = asyncio.create_task(self.server.serve())
-        await wait_until(self._started, 20, "router to listen")
+        common = CommonSettings(kafka_bootstrap_servers=self.kafka, nats_url=self.nats_url)
+        settings = self.settings(port=self.port, **overrides)
+        self.service = RouterService(settings, common, self.layout, auth)
+        self.servers = build_servers(self.service, "127.0.0.1", self.port)
+        self.stop_event = asyncio.Event()
+        self.task = asyncio.create_task(serve_router(self.servers, stop=self.stop_event))
+        await wait_until(self._started, timeout=20, what="router to listen")
+
+    async def start_for(self, asset: str, group: str, edges: int = 1, **overrides: Any) -> None:
+        """Put ``asset`` in ``group``, start the router and wait until it knows the asset's group
+        and ``edges`` live edges (registered by the caller)."""
+        await self.set_group(asset, group)
+        await self.start_router(**overrides)
+        await self.wait_group(asset, group)
+        await self.wait_edges(edges)
 
     async def _started(self) -> bool:
-        assert self.server is not None and self.task is not None
+        assert self.task is not None
         if self.task.done():
-            self.task.result()
-        return bool(self.server.started)
+            raise AssertionError(f"router exited during start-up with {self.task.result()}")
+        return all(s.started for s in self.servers)
 
     async def stop(self) -> None:
-        if self.server is not None and self.task is not None:
-            self.server.should_exit = True
+        if self.task is not None:
+            self.stop_event.set()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.task, 15)
         if self.nc is not None:
@@ -147,7 +151,7 @@ class Stack:
 
     async def put_state(self, asset: str, value: dict[str, Any]) -> None:
         item = value.get("ID", value.get("id"))
-        await self.kv_state.put(state_key(asset, item), msgspec.json.encode(value))
+        await self.kv_state.put(Layout.state_key(asset, item), msgspec.json.encode(value))
 
     async def wait_group(self, asset: str, group: str | None) -> None:
         assert self.service is not None
@@ -160,10 +164,37 @@ class Stack:
         async def enough() -> bool:
             return len(svc.edges.live()) >= n
 
-        await wait_until(enough, 15, f"{n} live edges")
+        await wait_until(enough, timeout=15, what=f"{n} live edges")
 
 
 @contextlib.asynccontextmanager
 async def client(base: str) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=base, timeout=10) as c:
         yield c
+
+
+@contextlib.asynccontextmanager
+async def real_edge_stack(
+    kafka: str,
+    nats_url: str,
+    unique: str,
+    asset: str,
+    group: str,
+    edge: dict[str, Any] | None = None,
+    **router: Any,
+) -> AsyncIterator[tuple[Stack, Publisher]]:
+    """The router (settings ``router``) in front of a real edge (settings ``edge``) on a real
+    JetStream stream, with ``asset`` in ``group``; yields the stack and a stream publisher."""
+    stack = Stack(kafka, nats_url, unique)
+    await stack.setup_data(buckets=False)
+    pub = await Publisher.connect(nats_url)
+    try:
+        async with running_edge(nats_url, id=f"edge-{unique}", **(edge or {})):
+            await stack.set_group(asset, group)
+            await stack.start_router(**router)
+            await stack.wait_group(asset, group)
+            await stack.wait_edges(1)
+            yield stack, pub
+    finally:
+        await stack.stop()
+        await pub.close()

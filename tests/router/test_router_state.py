@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
-import os
-import signal
-import subprocess
-import sys
 import time
 
-import httpx
 import jwt
 
-from compose.local_infra import NatsProcess, free_port
-from tests.helpers import Endpoints, load_samples
+from compose.local_infra import NatsProcess
+from ofa_contract.auth import AuthSettings
+from tests.helpers import Endpoints
 from tests.router.fake_edge import FakeEdge
-from tests.router.harness import Stack, client, wait_until
+from tests.router.harness import Stack, client
+from tests.support.samples import load_samples
+from tests.support.wait import wait_until
 
 
 async def put_samples(stack: Stack) -> None:
@@ -91,6 +88,20 @@ async def test_asset_state_shapes(stack: Stack) -> None:
         r = await c.get("/asset_state")
         assert r.status_code == 400
         assert "asset_uuid" in r.json()["detail"]
+        # No attributes.timestamp: "UNAVAILABLE", as OpenFactory's COALESCE renders it; a
+        # boolean VALUE is JSON text ("true"), as on the edge's snapshot.
+        await stack.put_state("NO-TS", {"ID": "avail", "VALUE": True, "TYPE": "Events"})
+        r = await c.get("/asset_state", params={"asset_uuid": "NO-TS", "id": "avail"})
+        assert r.json() == {
+            "asset_uuid": "NO-TS",
+            "id": "avail",
+            "value": "true",
+            "type": "Events",
+            "tag": None,
+            "timestamp": "UNAVAILABLE",
+        }
+        r = await c.get("/asset_state", params={"asset_uuid": "NO-TS"})
+        assert r.json()["dataItems"][0]["timestamp"] == "UNAVAILABLE"
 
 
 async def test_groups_endpoint(stack: Stack, edge: FakeEdge) -> None:
@@ -112,12 +123,12 @@ async def test_groups_endpoint(stack: Stack, edge: FakeEdge) -> None:
     async def bridge_seen() -> bool:
         return bool(svc.bridges.live())
 
-    await wait_until(bridge_seen, 10, "bridge registry")
+    await wait_until(bridge_seen, timeout=10, what="bridge registry")
 
     async def announced() -> bool:
         return "WC1" in svc.index.groups()
 
-    await wait_until(announced, 10, "group announcement")
+    await wait_until(announced, timeout=10, what="group announcement")
     async with client(stack.url) as c:
         body = (await c.get("/groups")).json()
     by_name = {g["group"]: g for g in body["groups"]}
@@ -130,7 +141,7 @@ async def test_groups_endpoint(stack: Stack, edge: FakeEdge) -> None:
         "bridge": ["b1"],
         "edges": ["e-all"],
     }
-    assert by_name["Paint Shop.2"]["topic"] == "asset_stream_Paint_20Shop_2E2"
+    assert by_name["Paint Shop.2"]["topic"] == stack.layout.group_topic_prefix + "Paint_20Shop_2E2"
     assert by_name["Paint Shop.2"]["edges"] == ["e-all", "e-paint"]
     assert by_name["Paint Shop.2"]["bridge"] == []
 
@@ -158,14 +169,14 @@ async def test_ready_tells_the_truth(
                 r = await c.get("/ready")
                 return set(r.json().get("issues", {})) == {"edges"}
 
-            await wait_until(only_edges_missing, 20, "only the edge issue left")
+            await wait_until(only_edges_missing, timeout=20, what="only the edge issue left")
             await stack.register_edge("e1", edge.url)
 
             async def ready() -> bool:
                 r = await c.get("/ready")
                 return r.status_code == 200 and r.json() == {"status": "ready"}
 
-            await wait_until(ready, 15, "ready")
+            await wait_until(ready, timeout=15, what="ready")
             assert (await c.get("/health")).json() == {"status": "ok"}
             nats_private.stop()
 
@@ -173,9 +184,9 @@ async def test_ready_tells_the_truth(
                 r = await c.get("/ready")
                 return r.status_code == 503 and "nats" in r.json()["issues"]
 
-            await wait_until(nats_issue, 15, "nats issue reported")
+            await wait_until(nats_issue, timeout=15, what="nats issue reported")
             info = (await c.get("/info")).json()
-            assert info["version"] and info["mode"] == "redirect"
+            assert info["version"] and info["mode"] == "proxy"  # the default
             metrics = (await c.get("/metrics")).text
             assert 'ofa_router_requests_total{route="/ready",status="503"}' in metrics
             schema = await c.get("/schema/openapi.json")
@@ -191,7 +202,7 @@ async def test_auth(stack: Stack, edge: FakeEdge) -> None:
     await stack.set_group("B1", "WC2")
     await stack.register_edge("e1", edge.url)
     await stack.put_state("A1", {"ID": "Temp", "VALUE": "1", "TYPE": "Samples", "TAG": "T"})
-    await stack.start_router(jwt_secret=key)
+    await stack.start_router(mode="redirect", auth=AuthSettings(secret=key))
     await stack.wait_group("B1", "WC2")
     await stack.wait_edges(1)
     wc1 = jwt.encode({"groups": ["WC1"]}, key, algorithm="HS256")
@@ -225,57 +236,6 @@ async def test_auth(stack: Stack, edge: FakeEdge) -> None:
             headers={"Authorization": f"Bearer {b_only}"},
         )
         assert r.status_code == 403
-
-
-async def test_router_process_starts_and_stops(
-    infra: Endpoints, nats_private: NatsProcess, unique: str
-) -> None:
-    """`ofa-serving router` as a real process: settings from env, health, SIGTERM exit 0."""
-    port = free_port()
-    env = dict(
-        os.environ,
-        KAFKA_BOOTSTRAP_SERVERS=infra.kafka,
-        NATS_URL=nats_private.url,
-        ROUTER_PORT=str(port),
-        ROUTER_CHANGELOG_TOPIC=f"t_router_assets_{unique}",
-        ROUTER_GROUPS_TOPIC=f"t_router_groups_{unique}",
-        LOG_FORMAT="json",
-    )
-    bad = subprocess.run(  # noqa: ASYNC221 - a short-lived CLI call
-        [sys.executable, "-m", "compose.cli", "router"],
-        env=dict(env, ROUTER_MODE="sideways"),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert bad.returncode == 2 and "ROUTER_MODE" in bad.stderr
-    proc = subprocess.Popen(  # noqa: ASYNC220 - returns at once
-        [sys.executable, "-m", "compose.cli", "router"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        async with client(f"http://127.0.0.1:{port}") as c:
-
-            async def healthy() -> bool:
-                assert proc.poll() is None, "router exited"
-                try:
-                    return (await c.get("/health")).status_code == 200
-                except httpx.TransportError:
-                    return False
-
-            await wait_until(healthy, 30, "router health")
-            assert (await c.get("/ready")).status_code == 503
-        proc.send_signal(signal.SIGTERM)
-        rc = await asyncio.to_thread(proc.wait, 20)
-        assert rc == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        if proc.stderr:
-            proc.stderr.close()
 
 
 async def test_kv_bucket_config_untouched(stack: Stack) -> None:

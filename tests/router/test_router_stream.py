@@ -30,11 +30,8 @@ async def read_events(
 
 
 async def test_redirect_then_sse(stack: Stack, edge: FakeEdge) -> None:
-    await stack.set_group("PAINT-ROBOT-7", "Paint Shop.2")
     await stack.register_edge("e1", edge.url)
-    await stack.start_router()
-    await stack.wait_group("PAINT-ROBOT-7", "Paint Shop.2")
-    await stack.wait_edges(1)
+    await stack.start_for("PAINT-ROBOT-7", "Paint Shop.2", mode="redirect")
     async with client(stack.url) as c:
         r = await c.get(
             "/asset_stream", params={"asset_uuid": "PAINT-ROBOT-7", "id": "Temp", "x": "1"}
@@ -42,7 +39,8 @@ async def test_redirect_then_sse(stack: Stack, edge: FakeEdge) -> None:
         assert r.status_code == 307
         loc = urlsplit(r.headers["location"])
         assert f"{loc.scheme}://{loc.netloc}" == edge.url
-        assert loc.path == "/group/Paint%20Shop.2/asset_stream"
+        # The group travels encoded (ofa_contract.naming.encode_token); the edge decodes it.
+        assert loc.path == "/group/Paint_20Shop_2E2/asset_stream"
         assert parse_qs(loc.query) == {"asset_uuid": ["PAINT-ROBOT-7"], "id": ["Temp"], "x": ["1"]}
     # A real SSE client following the redirect gets the edge's events.
     async with (
@@ -59,17 +57,14 @@ async def test_redirect_then_sse(stack: Stack, edge: FakeEdge) -> None:
     ]
     assert events[1].data == '{"id":"avail","value":"AVAILABLE"}'
     assert parser.retry == 1000
-    assert edge.seen[-1].path == "/group/Paint Shop.2/asset_stream"
+    assert edge.seen[-1].path == "/group/Paint_20Shop_2E2/asset_stream"
 
 
 async def test_proxy_bytes_unchanged_and_last_event_id(stack: Stack, edge: FakeEdge) -> None:
-    await stack.set_group("A1", "WC1")
     # A dead edge that looks emptier is tried first; the router must fall through to the live one.
     await stack.register_edge("dead", f"http://127.0.0.1:{free_port()}", connections=0)
     await stack.register_edge("e1", edge.url, connections=5)
-    await stack.start_router(mode="proxy")
-    await stack.wait_group("A1", "WC1")
-    await stack.wait_edges(2)
+    await stack.start_for("A1", "WC1", edges=2, mode="proxy")
     expected = b"".join(CHUNKS)
     async with (
         httpx.AsyncClient(timeout=10) as c,
@@ -104,11 +99,8 @@ async def test_proxy_bytes_unchanged_and_last_event_id(stack: Stack, edge: FakeE
 
 async def test_proxy_passes_edge_errors(stack: Stack, edge: FakeEdge) -> None:
     edge.status = 503
-    await stack.set_group("A1", "WC1")
     await stack.register_edge("e1", edge.url)
-    await stack.start_router(mode="proxy")
-    await stack.wait_group("A1", "WC1")
-    await stack.wait_edges(1)
+    await stack.start_for("A1", "WC1", mode="proxy")
     async with client(stack.url) as c:
         r = await c.get("/asset_stream", params={"asset_uuid": "A1"})
     assert r.status_code == 503
@@ -117,11 +109,8 @@ async def test_proxy_passes_edge_errors(stack: Stack, edge: FakeEdge) -> None:
 
 
 async def test_stream_errors(stack: Stack, edge: FakeEdge) -> None:
-    await stack.set_group("A-WC2", "WC2")
     await stack.register_edge("e1", edge.url, groups=["WC1"])
-    await stack.start_router()
-    await stack.wait_group("A-WC2", "WC2")
-    await stack.wait_edges(1)
+    await stack.start_for("A-WC2", "WC2")
     async with client(stack.url) as c:
         r = await c.get("/asset_stream")
         assert r.status_code == 400
@@ -140,11 +129,8 @@ async def test_stream_errors(stack: Stack, edge: FakeEdge) -> None:
 
 
 async def test_group_index_follows_moves(stack: Stack, edge: FakeEdge) -> None:
-    await stack.set_group("MOVER", "WC1")
     await stack.register_edge("e1", edge.url)
-    await stack.start_router()
-    await stack.wait_group("MOVER", "WC1")
-    await stack.wait_edges(1)
+    await stack.start_for("MOVER", "WC1", mode="redirect")
     async with client(stack.url) as c:
         r = await c.get("/asset_stream", params={"asset_uuid": "MOVER"})
         assert urlsplit(r.headers["location"]).path == "/group/WC1/asset_stream"
@@ -163,12 +149,9 @@ async def test_fewest_connections_wins(stack: Stack, edge: FakeEdge) -> None:
     other = FakeEdge()
     await other.start()
     try:
-        await stack.set_group("A1", "WC1")
         await stack.register_edge("busy", edge.url, connections=10)
         await stack.register_edge("idle", other.url, connections=0)
-        await stack.start_router(redirect_base="")
-        await stack.wait_group("A1", "WC1")
-        await stack.wait_edges(2)
+        await stack.start_for("A1", "WC1", edges=2, mode="redirect", redirect_base="")
         async with client(stack.url) as c:
             targets = []
             for _ in range(14):
@@ -179,3 +162,69 @@ async def test_fewest_connections_wins(stack: Stack, edge: FakeEdge) -> None:
         assert set(targets[10:]) == {other.url, edge.url}
     finally:
         await other.stop()
+
+
+async def test_default_settings_stream_for_httpx_and_curl(stack: Stack, edge: FakeEdge) -> None:
+    """The documented call works as documented: with default settings (proxy mode) an httpx
+    client with its defaults (no redirects followed, 5 s read timeout) and ``curl`` without
+    ``-L`` get the events on the connection they opened."""
+    await stack.register_edge("e1", edge.url)
+    await stack.start_for("PROVER3018", "WC1")
+    url = f"{stack.url}/asset_stream?asset_uuid=PROVER3018"
+    async with httpx.AsyncClient() as c, c.stream("GET", url) as resp:
+        assert resp.status_code == 200
+        _, events = await read_events(resp, 3)
+    assert [e.id for e in events] == ["41", "42", "43"]
+    curl = await asyncio.create_subprocess_exec(
+        "curl", "-sN", "--max-time", "30", url, stdout=asyncio.subprocess.PIPE
+    )
+    try:
+        assert curl.stdout is not None
+        parser = SseParser()
+        got: list = []
+        while len(got) < 3:
+            chunk = await asyncio.wait_for(curl.stdout.read(4096), 15)
+            assert chunk, "curl's stream ended before three events"
+            got.extend(parser.feed(chunk))
+        assert [e.id for e in got[:3]] == ["41", "42", "43"]
+    finally:
+        curl.kill()
+        await curl.wait()
+
+
+async def test_proxy_keepalive_only_between_events(stack: Stack) -> None:
+    """A quiet edge gets ``: keepalive`` comments sent for it, never inside an event; a client
+    whose read timeout is shorter than the edge's ping interval stays connected."""
+    half = b'id: 7\nevent: asset_update\ndata: {"ID":"T",'
+    rest = b'"VALUE":"1"}\n\n'
+    edge = FakeEdge(chunks=[b"retry: 1000\n\n", half, rest], pauses={1: 0.8})
+    await edge.start()
+    try:
+        await stack.register_edge("e1", edge.url)
+        await stack.start_for("A1", "WC1", proxy_keepalive_s=0.3)
+        timeout = httpx.Timeout(5.0, read=1.0)
+        async with (
+            httpx.AsyncClient(timeout=timeout) as c,
+            c.stream("GET", f"{stack.url}/asset_stream?asset_uuid=A1") as resp,
+        ):
+            got = b""
+
+            async def collect() -> None:
+                nonlocal got
+                async for chunk in resp.aiter_raw():
+                    got += chunk
+                    # Six keepalives: the edge was silent well past the read timeout.
+                    if got.count(b": keepalive") >= 6 and got.endswith(b"\n\n"):
+                        return
+
+            await asyncio.wait_for(collect(), 15)
+    finally:
+        await edge.stop()
+    head = b"retry: 1000\n\n" + half + rest
+    # No keepalive while the event was half sent, although the edge paused there for longer
+    # than the keepalive interval.
+    assert got.replace(b": keepalive\n\n", b"").startswith(head)
+    assert half + rest in got
+    parser = SseParser()
+    events = parser.feed(got)
+    assert [(e.id, e.data) for e in events] == [("7", '{"ID":"T","VALUE":"1"}')]
