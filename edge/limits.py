@@ -1,4 +1,5 @@
-"""Admission of new streams: a connection cap and a token bucket for the connection rate."""
+"""The rate of new streams: a token bucket (the cap on open streams is checked in
+:func:`edge.session.admit`)."""
 
 from __future__ import annotations
 

@@ -3,92 +3,77 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import logging
-import signal
-from types import FrameType
 from typing import Any
 
+import msgspec
 import uvicorn
+from litestar import Litestar
 
-from edge.app import TransportCapture, create_app
+from edge.app import create_app
+from edge.node import EdgeNode
 from edge.settings import EdgeSettings
-from ofa_contract.settings import CommonSettings, describe, from_env
+from edge.transport import TransportCapture
+from ofa_contract.auth import AuthSettings
+from ofa_contract.layout import Layout
+from ofa_contract.runtime.serve import build_server as build_uvicorn
+from ofa_contract.runtime.serve import run_uvicorn
+from ofa_contract.settings import CommonSettings, from_env, settings_help
 
-log = logging.getLogger("edge")
-
-
-class EdgeServer(uvicorn.Server):
-    """uvicorn server that, on SIGTERM/SIGINT, first tells every SSE client to reconnect (so
-    EventSource resumes on another edge) and then lets uvicorn stop accepting and drain."""
-
-    def __init__(self, config: uvicorn.Config, on_exit: Any) -> None:
-        super().__init__(config)
-        self._on_exit = on_exit
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self.stop_signals: list[int] = []
-
-    async def serve(self, sockets: Any = None) -> None:
-        """Run until stopped."""
-        self._loop = asyncio.get_running_loop()
-        await super().serve(sockets)
-
-    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        """Signal handler: close the streams, then the normal uvicorn shutdown."""
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._on_exit)
-        # Not recorded in uvicorn's _captured_signals: uvicorn would re-raise the signal after
-        # the drain and the process would die "killed by SIGTERM" instead of exiting 0.
-        self.stop_signals.append(sig)
-        if self.should_exit and sig == signal.SIGINT:
-            self.force_exit = True
-        else:
-            self.should_exit = True
+#: uvicorn options of an edge: a burst of reconnecting clients (an edge died) must not find the
+#: listen queue full; idle keep-alive connections are not worth holding.
+_UVICORN = {"backlog": 4096, "timeout_keep_alive": 5}
 
 
-def build_server(settings: EdgeSettings, common: CommonSettings) -> EdgeServer:
-    """A ready-to-run server for ``settings`` (tests run it in-process)."""
-    app = create_app(settings, common)
-    config = uvicorn.Config(
+def node_of(app: Litestar) -> EdgeNode:
+    """The node of an app made by :func:`edge.app.create_app`."""
+    node: EdgeNode = app.state.edge
+    return node
+
+
+def build_server(
+    settings: EdgeSettings,
+    common: CommonSettings,
+    layout: Layout | None = None,
+    auth: AuthSettings | None = None,
+) -> tuple[uvicorn.Server, EdgeNode]:
+    """A server for one edge and its node (tests run it in-process with ``serve``)."""
+    app = create_app(settings, common, layout or Layout(), auth)
+    server = build_uvicorn(
         TransportCapture(app),
-        host=settings.host,
-        port=settings.port,
-        lifespan="on",
-        access_log=False,
-        log_config=None,
-        timeout_graceful_shutdown=max(1, int(settings.shutdown_grace_s)),
-        backlog=4096,
-        timeout_keep_alive=5,
+        settings.host,
+        settings.port,
+        grace=settings.shutdown_grace_s,
+        **_UVICORN,
     )
-    server = EdgeServer(config, app.state.edge.begin_shutdown)
-    server.app_state = app.state.edge  # type: ignore[attr-defined]
-    return server
+    return server, node_of(app)
 
 
 def main(argv: list[str]) -> int:
     """Entry point of `ofa-serving edge`."""
     parser = argparse.ArgumentParser(
         prog="ofa-serving edge",
-        description="Run one SSE edge node. Settings come from EDGE_* variables:\n"
-        + "\n".join(f"  {n} (default {d})" for n, d, _ in describe(EdgeSettings, "EDGE_")),
+        description=settings_help(EdgeSettings, "Run one SSE edge node."),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--host", help="override EDGE_HOST")
     parser.add_argument("--port", type=int, help="override EDGE_PORT")
     args = parser.parse_args(argv)
-    settings = from_env(EdgeSettings, "EDGE_")
-    common = from_env(CommonSettings)
+    settings = from_env(EdgeSettings)
     changes: dict[str, Any] = {}
     if args.host:
         changes["host"] = args.host
     if args.port is not None:
         changes["port"] = args.port
     if changes:
-        import msgspec
-
         settings = msgspec.structs.replace(settings, **changes)
-    server = build_server(settings, common)
-    server.run()  # uvicorn picks uvloop when installed (loop="auto")
-    if server.stop_signals:
-        log.info("edge stopped after signal %s", server.stop_signals[0])
-    return 0 if server.started else 1
+    app = create_app(settings, from_env(CommonSettings), Layout.from_env(), from_env(AuthSettings))
+    return run_uvicorn(
+        TransportCapture(app),
+        settings.host,
+        settings.port,
+        grace=settings.shutdown_grace_s,
+        # Tell every SSE client to reconnect (EventSource resumes on another edge) before
+        # uvicorn stops accepting and drains.
+        on_stop=node_of(app).begin_shutdown,
+        **_UVICORN,
+    )

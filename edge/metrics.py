@@ -1,8 +1,16 @@
-"""Prometheus metrics of one edge node, on a registry of its own (tests run several nodes)."""
+"""Prometheus metrics of one edge node, on a registry of its own (tests run several nodes).
+
+Named ``ofa_edge_*`` (:func:`ofa_contract.runtime.metric_name`); before issue 10 they were
+``edge_*``.
+"""
 
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from ofa_contract.runtime import metric_name
+
+_LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
 class EdgeMetrics:
@@ -10,34 +18,34 @@ class EdgeMetrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
-        r = self.registry
-        self.connections = Gauge("edge_connections", "Open SSE streams", registry=r)
-        self.subscriptions = Gauge(
-            "edge_asset_subscriptions", "Live NATS subscriptions (one per asset in use)", registry=r
+        gauge, counter = self._gauge, self._counter
+        self.connections = gauge("connections", "Open SSE streams")
+        self.subscriptions = gauge(
+            "asset_subscriptions", "Live NATS subscriptions (one per asset in use)"
         )
-        self.delivered = Counter(
-            "edge_events_delivered", "Events queued to clients (one per client)", registry=r
+        self.delivered = counter("events_delivered", "Events queued to clients (one per client)")
+        self.resumes = counter("resumes", "Streams resumed with Last-Event-ID")
+        self.resets = counter("resets", "Reset events sent (position beyond history)", ("reason",))
+        self.slow_cuts = counter(
+            "slow_client_cuts", "Clients cut off because their queue overflowed"
         )
-        self.resumes = Counter("edge_resumes", "Streams resumed with Last-Event-ID", registry=r)
-        self.resets = Counter(
-            "edge_resets", "Reset events sent (position beyond history)", ["reason"], registry=r
+        self.live_gaps = counter(
+            "live_gaps", "Gaps on the live path detected from sequence headers"
         )
-        self.slow_cuts = Counter(
-            "edge_slow_client_cuts", "Clients cut off because their queue overflowed", registry=r
+        self.gap_events_filled = counter(
+            "gap_events_filled", "Events fetched from the stream to fill live gaps"
         )
-        self.live_gaps = Counter(
-            "edge_live_gaps", "Gaps on the live path detected from sequence headers", registry=r
-        )
-        self.gap_events_filled = Counter(
-            "edge_gap_events_filled", "Events fetched from the stream to fill live gaps", registry=r
-        )
-        self.history_events = Counter(
-            "edge_history_events", "Events replayed from the stream history", registry=r
-        )
-        self.rejected = Counter("edge_rejected_streams", "Streams refused", ["reason"], registry=r)
+        self.history_events = counter("history_events", "Events replayed from the stream history")
+        self.rejected = counter("rejected_streams", "Streams refused", ("reason",))
         self.lag = Histogram(
-            "edge_delivery_lag_seconds",
+            metric_name("edge", "delivery_lag_seconds"),
             "Time from NATS receipt to writing to the client's socket",
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
-            registry=r,
+            buckets=_LAG_BUCKETS,
+            registry=self.registry,
         )
+
+    def _gauge(self, name: str, doc: str) -> Gauge:
+        return Gauge(metric_name("edge", name), doc, registry=self.registry)
+
+    def _counter(self, name: str, doc: str, labels: tuple[str, ...] = ()) -> Counter:
+        return Counter(metric_name("edge", name), doc, labels, registry=self.registry)

@@ -27,7 +27,14 @@ def _stream_params(with_group: bool) -> list[dict[str, Any]]:
     ]
     if with_group:
         params.append(
-            {"name": "group", "in": "path", "required": True, "schema": {"type": "string"}}
+            {
+                "name": "group",
+                "in": "path",
+                "required": True,
+                "description": "the group name encoded with ofa_contract.naming.encode_token "
+                "(plain names such as WC1 encode to themselves)",
+                "schema": {"type": "string"},
+            }
         )
     return params
 

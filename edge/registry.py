@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import time
 from collections.abc import Callable
 
@@ -19,9 +18,10 @@ from nats.js.errors import BucketNotFoundError
 from nats.js.kv import KeyValue
 
 from ofa_contract.naming import encode_token
+from ofa_contract.runtime import cancel_and_wait, get_logger
 from ofa_contract.streams import EdgeEntry
 
-log = logging.getLogger("edge.registry")
+log = get_logger("edge", "registry")
 
 
 async def open_bucket(nc: NatsClient, bucket: str, ttl_s: float) -> KeyValue:
@@ -58,7 +58,6 @@ class Registration:
         self.ttl_s = ttl_s
         self._kv: KeyValue | None = None
         self._task: asyncio.Task[None] | None = None
-        self.last_ok = 0.0
 
     async def start(self) -> None:
         """Register once (errors propagate), then keep refreshing in the background."""
@@ -72,7 +71,6 @@ class Registration:
             self.entry, connections=self.connections(), updated_ms=int(time.time() * 1000)
         )
         await self._kv.put(self.key, msgspec.json.encode(entry))
-        self.last_ok = time.monotonic()
 
     async def _loop(self) -> None:
         while True:
@@ -80,14 +78,11 @@ class Registration:
             try:
                 await self._beat()
             except Exception as exc:  # NATS down: keep trying; the entry may expire meanwhile
-                log.warning("registry heartbeat failed: %s", exc)
+                log.warning("registry heartbeat failed: %s", exc, extra={"bucket": self.bucket})
 
     async def stop(self) -> None:
         """Stop the heartbeat and delete the entry."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
         if self._kv is not None:
             with contextlib.suppress(Exception):
                 await self._kv.delete(self.key)

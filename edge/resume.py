@@ -9,17 +9,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import msgspec
 from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
-log = logging.getLogger("edge.resume")
+from ofa_contract.runtime import BackgroundTasks, get_logger
 
+#: Deletions of finished replay consumers (fire-and-forget, but referenced until done).
+_cleanups = BackgroundTasks("replay clean-up", get_logger("edge", "resume"))
 #: Messages a replay subscription may hold in the client library before NATS calls it slow.
 _REPLAY_PENDING_MSGS = 1_000_000
 _REPLAY_PENDING_BYTES = 512 * 1024 * 1024
@@ -52,7 +55,7 @@ async def replay(
     start_seq: int,
     *,
     timeout: float = 10.0,
-) -> AsyncIterator[StoredMsg]:
+) -> AsyncGenerator[StoredMsg, None]:
     """Yield every stored message matching ``filter_subject`` from ``start_seq`` on, in order,
     up to the last one stored when the replay began (later ones arrive on the live path).
 
@@ -65,19 +68,9 @@ async def replay(
     )
     consumer: str | None = None
     try:
-        cfg = ConsumerConfig(
-            deliver_subject=inbox,
-            filter_subject=filter_subject,
-            deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
-            opt_start_seq=max(1, start_seq),
-            ack_policy=AckPolicy.NONE,
-            mem_storage=True,
-            num_replicas=1,
-            inactive_threshold=5.0,
-            max_ack_pending=-1,
-        )
+        cfg = _replay_config(inbox, filter_subject, start_seq)
         try:
-            info = await js._jsm.add_consumer(stream, cfg, timeout=timeout)
+            info = await js.add_consumer(stream, cfg, timeout=timeout)
         except Exception as exc:
             raise HistoryError(f"cannot create a replay consumer on {stream}: {exc}") from exc
         consumer = info.name
@@ -85,19 +78,9 @@ async def replay(
             return
         expected_cseq = 1
         while True:
-            try:
-                msg = await sub.next_msg(timeout=timeout)
-            except Exception as exc:  # nats-py raises its own TimeoutError type
-                raise HistoryError(
-                    f"replay of {filter_subject} stalled after {expected_cseq - 1} messages: {exc}"
-                ) from exc
-            md = msg.metadata
-            if md.sequence.consumer != expected_cseq:
-                raise HistoryError(
-                    f"replay of {filter_subject} lost a message "
-                    f"(consumer seq {md.sequence.consumer}, expected {expected_cseq})"
-                )
+            msg = await _next_delivery(sub, filter_subject, expected_cseq, timeout)
             expected_cseq += 1
+            md = msg.metadata
             yield StoredMsg(md.sequence.stream, msg.subject, msg.data)
             if md.num_pending == 0:
                 return
@@ -107,20 +90,51 @@ async def replay(
         if consumer is not None:
             # The consumer would expire by itself (inactive_threshold); deleting it now keeps a
             # burst of resumes from piling consumers up on the server. Not awaited by the client.
-            asyncio.get_running_loop().create_task(_delete_consumer(nc, stream, consumer))
+            _cleanups.spawn(_delete_consumer(nc, stream, consumer), name="delete-replay-consumer")
+
+
+def _replay_config(inbox: str, filter_subject: str, start_seq: int) -> ConsumerConfig:
+    """An ephemeral push consumer in memory, without acks, from ``start_seq`` on."""
+    return ConsumerConfig(
+        deliver_subject=inbox,
+        filter_subject=filter_subject,
+        deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+        opt_start_seq=max(1, start_seq),
+        ack_policy=AckPolicy.NONE,
+        mem_storage=True,
+        num_replicas=1,
+        inactive_threshold=5.0,
+        max_ack_pending=-1,
+    )
+
+
+async def _next_delivery(
+    sub: Subscription, filter_subject: str, expected: int, timeout: float
+) -> Msg:
+    """The next delivery of a replay, which must be consumer sequence ``expected``."""
+    try:
+        msg = await sub.next_msg(timeout=timeout)
+    except Exception as exc:  # nats-py raises its own TimeoutError type
+        raise HistoryError(
+            f"replay of {filter_subject} stalled after {expected - 1} messages: {exc}"
+        ) from exc
+    got = msg.metadata.sequence.consumer
+    if got != expected:
+        raise HistoryError(
+            f"replay of {filter_subject} lost a message (consumer seq {got}, expected {expected})"
+        )
+    return msg
 
 
 async def _delete_consumer(nc: NatsClient, stream: str, consumer: str) -> None:
     with contextlib.suppress(Exception):
-        await nc.jetstream()._jsm.delete_consumer(stream, consumer)
+        await nc.jetstream().delete_consumer(stream, consumer)
 
 
 async def first_kept(nc: NatsClient, stream: str, filter_subject: str) -> int | None:
     """Sequence of the first stored message matching ``filter_subject``; None when there is none."""
     try:
-        raw: Any = await nc.jetstream()._jsm.get_msg(
-            stream, seq=1, subject=filter_subject, next=True
-        )
+        raw: Any = await nc.jetstream().get_msg(stream, seq=1, subject=filter_subject, next=True)
     except NotFoundError:
         return None
     return int(raw.seq)
@@ -138,7 +152,7 @@ async def plan_resume(
     - the position is beyond the stream's last sequence (the stream was recreated, or the id
       came from another installation): reset ``unknown_position``, live only.
     """
-    info = await nc.jetstream()._jsm.stream_info(stream)
+    info = await nc.jetstream().stream_info(stream)
     last_seq = int(info.state.last_seq or 0)
     if last_event_id > last_seq:
         first = await first_kept(nc, stream, filter_subject)

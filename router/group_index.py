@@ -5,22 +5,32 @@ the same transaction as its outputs. Reading it ``read_committed`` from the begi
 following it gives exactly the table the splitter has committed, with no query per request; an
 asset that moves to another group is seen as soon as the splitter commits the move. The same
 consumer follows the compacted ``groups`` topic (GroupAnnouncement) for /groups.
+
+An asset whose records are on several input partitions (OpenFactory's gateway producer partitions
+by CRC32, its other producers by murmur2) has an entry in several changelog partitions, and the
+partitions are read in no particular order: the entry with the latest ``updated_ms`` wins, so the
+index names the group the splitter moved the asset to last.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import time
 from typing import Any
 
-import msgspec
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from ofa_contract.topics import AssetGroup, GroupAnnouncement
+from ofa_contract.compat import kafka_cluster_metadata
+from ofa_contract.runtime import cancel_and_wait, get_logger
+from ofa_contract.topics import (
+    BadCompactedRecord,
+    GroupAnnouncement,
+    decode_asset_group,
+    fold_announcement,
+)
 
-log = logging.getLogger(__name__)
+log = get_logger("router", __name__)
 
 #: How often the reader looks for topics or partitions that appeared since the last look.
 METADATA_REFRESH_S = 5.0
@@ -34,6 +44,8 @@ class GroupIndex:
         self.changelog_topic = changelog_topic
         self.groups_topic = groups_topic
         self._assets: dict[str, str] = {}
+        #: asset -> (updated_ms, changelog partition) of the entry in ``_assets``.
+        self._stamps: dict[str, tuple[int, int]] = {}
         self._groups: dict[str, GroupAnnouncement] = {}
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
@@ -88,11 +100,8 @@ class GroupIndex:
 
     async def stop(self) -> None:
         """Stop following and close the consumer."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         if self._consumer is not None:
             await self._consumer.stop()
             self._consumer = None
@@ -121,7 +130,7 @@ class GroupIndex:
         consumer = self._consumer
         assert consumer is not None
         # A fresh full metadata round trip: the consumer's own cache only knows assigned topics.
-        cluster = await consumer._client.fetch_all_metadata()
+        cluster = await kafka_cluster_metadata(consumer)
         wanted: set[TopicPartition] = set()
         for topic in (self.changelog_topic, self.groups_topic):
             for p in cluster.partitions_for_topic(topic) or ():
@@ -143,7 +152,7 @@ class GroupIndex:
         if not self.caught_up.is_set():
             ends = await consumer.end_offsets(sorted(new))
             self._initial_ends.update(ends)
-        log.info("group index follows %d partitions", len(wanted))
+        log.info("group index follows its topics", extra={"partitions": len(wanted)})
 
     async def _check_caught_up(self) -> None:
         if self.caught_up.is_set() or not self._initial_ends:
@@ -176,7 +185,7 @@ class GroupIndex:
                 changed = False
                 for recs in batch.values():
                     for rec in recs:
-                        changed |= self._apply(rec.topic, rec.key, rec.value)
+                        changed |= self._apply(rec.topic, rec.key, rec.value, rec.partition)
                 if changed:
                     async with self.changed:
                         self.changed.notify_all()
@@ -186,35 +195,41 @@ class GroupIndex:
                 raise
             except Exception as exc:  # keep following: Kafka outages are transient
                 self.last_error = f"{type(exc).__name__}: {exc}"
-                log.warning("group index read failed: %s", self.last_error)
+                log.warning("group index read failed", extra={"error": self.last_error})
                 await asyncio.sleep(1.0)
 
-    def _apply(self, topic: str, key: bytes | None, value: bytes | None) -> bool:
+    def _apply(
+        self, topic: str, key: bytes | None, value: bytes | None, partition: int = 0
+    ) -> bool:
         """Apply one compacted record; a tombstone removes the key. Returns True on change."""
         self.records += 1
-        if key is None:
-            self.bad_records += 1
-            return False
-        name = key.decode("utf-8", "replace")
         try:
             if topic == self.changelog_topic:
-                if value is None:
-                    return self._assets.pop(name, None) is not None
-                group = msgspec.json.decode(value, type=AssetGroup).group
-                old = self._assets.get(name)
-                self._assets[name] = group
-                return old != group
-            if value is None:
-                return self._groups.pop(name, None) is not None
-            self._groups[name] = msgspec.json.decode(value, type=GroupAnnouncement)
-            return True
-        except msgspec.DecodeError as exc:
+                if key is None:
+                    raise BadCompactedRecord("compacted record without a key")
+                return self._apply_asset(key.decode("utf-8", "replace"), value, partition)
+            return fold_announcement(self._groups, key, value)
+        except BadCompactedRecord as exc:
             self.bad_records += 1
-            log.warning(
-                "bad compacted record skipped",
-                extra={"topic": topic, "key": name, "error": str(exc)},
-            )
+            log.warning("bad compacted record skipped", extra={"topic": topic, "error": str(exc)})
             return False
+
+    def _apply_asset(self, name: str, value: bytes | None, partition: int) -> bool:
+        """Apply a changelog record: later in the same partition always wins, from another
+        partition only when it is newer (``updated_ms``)."""
+        stamp = self._stamps.get(name)
+        if value is None:
+            if stamp is not None and stamp[1] != partition:
+                return False  # another partition's entry is the current one
+            self._stamps.pop(name, None)
+            return self._assets.pop(name, None) is not None
+        entry = decode_asset_group(value)
+        if stamp is not None and stamp[1] != partition and entry.updated_ms < stamp[0]:
+            return False
+        self._stamps[name] = (entry.updated_ms, partition)
+        old = self._assets.get(name)
+        self._assets[name] = entry.group
+        return old != entry.group
 
     def snapshot(self) -> dict[str, Any]:
         """Counters for /info and metrics."""

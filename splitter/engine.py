@@ -44,48 +44,52 @@ first records of the new group before the last ones of the old group: there is n
 topics. Records of an asset without a group go to ``SPLIT_DEFAULT_GROUP`` (``_ungrouped``), or are
 dropped and counted when it is empty.
 
+A strategy may read a global table (the default ``uns`` strategy reads OpenFactory's UNS map, see
+:mod:`splitter.uns`): it is read to its end before the consumer group is joined and followed live
+afterwards, by every instance, whatever partitions it owns. A change of the table applies to the
+records processed after it was read. A crash replays the records of the uncommitted cycle: their
+first outputs were aborted (invisible to read_committed readers), and the replay groups them by
+the table as read at replay time, which is at least as new as before the crash. So an asset moved
+by the table has its records in the old group up to some record and in the new one from there
+on, each record once, never back.
+
 Cadence
 -------
-A cycle starts as soon as the first records arrive (low load: a record is committed within a few
-milliseconds), then keeps taking what is already fetched until nothing more is buffered, the
-cycle holds ``SPLIT_MAX_BATCH_RECORDS`` or ``SPLIT_MAX_COMMIT_INTERVAL_MS`` have passed. Under load
-records accumulate while a commit is in flight, so batches grow by themselves.
-
-At 1k records/s over 6 partitions a cycle lasts ~5 ms (4-5 serial round trips per transaction:
-AddPartitionsToTxn, Produce, AddOffsetsToTxn, TxnOffsetCommit, EndTxn) and a record waits for
-the rest of the cycle in flight, then for its own. Independent per-partition pipelines (each
-partition's transactions committed without waiting for the others) were built and measured: no
-gain, because each partition then commits more often and every transaction gets slower by as
-much (the process and the broker carry the same request rate), so this simpler loop stays.
+A cycle starts as soon as the first records arrive and keeps taking what is already fetched until
+nothing more is buffered, ``SPLIT_MAX_BATCH_RECORDS`` or ``SPLIT_MAX_COMMIT_INTERVAL_MS``; what was
+measured and tried is in docs/decisions.md ("Splitter cadence").
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import time
 from collections.abc import Iterable
 from typing import Any
 
 import msgspec
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import ProducerFenced
-from aiokafka.producer import sender as aiokafka_sender
 from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 from prometheus_client import CollectorRegistry
 
-from ofa_contract import topics as T
+from ofa_contract.compat import lower_txn_retry_backoff
 from ofa_contract.events import BadRecord, decode_record
-from ofa_contract.naming import group_topic
+from ofa_contract.layout import KafkaHeaders as H
+from ofa_contract.layout import Layout
+from ofa_contract.runtime import get_logger
+from ofa_contract.runtime.rebalance import GuardedRebalanceListener
 from ofa_contract.settings import CommonSettings
-from splitter.grouping import GroupingStrategy
+from ofa_contract.topics import AssetGroup, GroupAnnouncement
+from splitter.global_table import GlobalTable
+from splitter.grouping import FollowsTable, GroupingStrategy
 from splitter.metrics import SplitterMetrics
 from splitter.restore import apply_announcements, apply_changelog, read_to_end
 from splitter.settings import SplitterSettings
 from splitter.topic_admin import TopicAdmin, wait_for_leaders
 
-log = logging.getLogger("ofa_serving.splitter")
+log = get_logger("splitter", __name__)
 
 #: Header naming the original size of a dead letter that had to be truncated to fit.
 H_TRUNCATED = "ofa-truncated-from"
@@ -135,17 +139,6 @@ class _Cycle:
         self.sent: list[asyncio.Future[Any]] = []
 
 
-class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, splitter: Splitter) -> None:
-        self._splitter = splitter
-
-    async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
-        await self._splitter._guarded(self._splitter._on_revoked(list(revoked)))
-
-    async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
-        await self._splitter._guarded(self._splitter._on_assigned(list(assigned)))
-
-
 class Splitter:
     """One splitter instance: start(), run(stop), close()."""
 
@@ -155,18 +148,20 @@ class Splitter:
         settings: SplitterSettings,
         strategy: GroupingStrategy,
         registry: CollectorRegistry,
+        layout: Layout,
     ) -> None:
         self.common = common
         self.settings = settings
         self.strategy = strategy
+        self.layout = layout
         self.metrics = SplitterMetrics(registry)
-        self.input_topic = common.input_topic
+        self.input_topic = layout.input_topic
         self._bootstrap = common.kafka_bootstrap_servers
         self._admin = TopicAdmin(self._bootstrap)
         self._consumer: AIOKafkaConsumer | None = None
         self._parts: dict[int, _Partition] = {}
         self._ready_parts: set[int] = set()
-        self._groups: dict[str, T.GroupAnnouncement] = {}
+        self._groups: dict[str, GroupAnnouncement] = {}
         self._lock = asyncio.Lock()
         self._epoch = 0
         self._fatal: BaseException | None = None
@@ -177,40 +172,44 @@ class Splitter:
         self._probing: set[int] = set()
         self._changelog_partitions = 0
         self._rebalancing = False
+        self._table: GlobalTable | None = None
+        self._waiting = ""
 
     # ---------------------------------------------------------------- lifecycle
 
     async def start(self) -> None:
         """Create internal topics, load group announcements and join the consumer group."""
         s = self.settings
+        lay = self.layout
         await self._admin.start()
         n_input = await self._admin.partitions(self.input_topic)
         if n_input == 0:
             raise SplitterError(f"input topic {self.input_topic!r} does not exist")
         await self._admin.ensure(
-            s.changelog_topic, n_input, s.topic_replication, {"cleanup.policy": "compact"}
+            lay.changelog_topic, n_input, s.topic_replication, {"cleanup.policy": "compact"}
         )
-        self._changelog_partitions = await self._admin.partitions(s.changelog_topic)
+        self._changelog_partitions = await self._admin.partitions(lay.changelog_topic)
         if self._changelog_partitions < n_input:
             raise SplitterError(
-                f"changelog topic {s.changelog_topic!r} has {self._changelog_partitions} "
+                f"changelog topic {lay.changelog_topic!r} has {self._changelog_partitions} "
                 f"partitions but the input {self.input_topic!r} has {n_input}; the changelog "
                 "needs one partition per input partition (add partitions to it)"
             )
         await self._admin.ensure(
-            s.groups_topic, 1, s.topic_replication, {"cleanup.policy": "compact"}
+            lay.groups_topic, 1, s.topic_replication, {"cleanup.policy": "compact"}
         )
         await self._admin.ensure(
-            s.dlq_topic, 1, s.topic_replication, {"max.message.bytes": str(s.dlq_max_bytes)}
+            lay.dlq_topic, 1, s.topic_replication, {"max.message.bytes": str(s.dlq_max_bytes)}
         )
-        n_groups = await self._admin.partitions(s.groups_topic)
+        n_groups = await self._admin.partitions(lay.groups_topic)
         await read_to_end(
             self._bootstrap,
-            [TopicPartition(s.groups_topic, p) for p in range(n_groups)],
+            [TopicPartition(lay.groups_topic, p) for p in range(n_groups)],
             apply_announcements(self._groups),
             timeout=s.restore_timeout_s,
         )
         log.info("known groups loaded", extra={"groups": sorted(self._groups)})
+        await self._start_table()
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=self._bootstrap,
             group_id=s.group_id,
@@ -224,8 +223,23 @@ class Splitter:
             max_poll_records=s.max_batch_records,
         )
         await self._consumer.start()
-        self._consumer.subscribe([self.input_topic], listener=_Listener(self))
+        listener = GuardedRebalanceListener(self._on_assigned, self._on_revoked, self._failed)
+        self._consumer.subscribe([self.input_topic], listener=listener)
         self._started = True
+
+    async def _start_table(self) -> None:
+        """Restore the strategy's global table (if it has one) before any input is processed."""
+        strategy = self.strategy
+        if not isinstance(strategy, FollowsTable):
+            return
+        self._table = GlobalTable(
+            self._bootstrap,
+            strategy.table_topic,
+            strategy.apply_table_record,
+            self._admin.partitions,
+        )
+        self.metrics.strategy_table.set_function(strategy.table_size)
+        await self._table.start(self.settings.restore_timeout_s)
 
     async def close(self) -> None:
         """Abort anything still open, leave the group, close every client."""
@@ -242,6 +256,9 @@ class Splitter:
                 await part.producer.stop()
         self._parts.clear()
         self._ready_parts.clear()
+        if self._table is not None:
+            with contextlib.suppress(Exception):
+                await self._table.stop()
         with contextlib.suppress(Exception):
             await self._admin.close()
 
@@ -349,6 +366,7 @@ class Splitter:
         cycle: _Cycle,
     ) -> None:
         s = self.settings
+        lay = self.layout
         default = s.fallback_group()
         in_topic = self.input_topic
         for tp, records in batch.items():
@@ -378,16 +396,16 @@ class Splitter:
                 group = self.strategy.group_for(event, current)
                 if group is not None and group != current:
                     try:
-                        group_topic(group, s.topic_prefix)
+                        self.layout.group_topic(group)
                     except ValueError as exc:
                         await self._dead_letter(part, rec, "bad_group", str(exc), cycle)
                         continue
                     part.table[event.asset_uuid] = group
                     cycle.sent.append(
                         await producer.send(
-                            s.changelog_topic,
+                            lay.changelog_topic,
                             _enc.encode(
-                                T.AssetGroup(group=group, updated_ms=int(time.time() * 1000))
+                                AssetGroup(group=group, updated_ms=int(time.time() * 1000))
                             ),
                             key=rec.key,
                             partition=tp.partition,
@@ -405,10 +423,10 @@ class Splitter:
                     continue
                 topic = await self._ensure_group(group, part, cycle)
                 headers = list(rec.headers)
-                headers.append((T.H_SRC_TOPIC, src_topic))
-                headers.append((T.H_SRC_PARTITION, src_part))
-                headers.append((T.H_SRC_OFFSET, str(rec.offset).encode()))
-                headers.append((T.H_GROUP, group.encode()))
+                headers.append((H.SRC_TOPIC, src_topic))
+                headers.append((H.SRC_PARTITION, src_part))
+                headers.append((H.SRC_OFFSET, str(rec.offset).encode()))
+                headers.append((H.GROUP, group.encode()))
                 cycle.sent.append(
                     await producer.send(topic, rec.value, key=rec.key, headers=headers)
                 )
@@ -423,13 +441,14 @@ class Splitter:
         cycle: _Cycle,
     ) -> None:
         s = self.settings
+        lay = self.layout
         headers = list(rec.headers)
         headers += [
-            (T.H_ERROR_KIND, kind.encode()),
-            (T.H_ERROR, detail.encode("utf-8", "replace")[:2000]),
-            (T.H_SRC_TOPIC, self.input_topic.encode()),
-            (T.H_SRC_PARTITION, str(rec.partition).encode()),
-            (T.H_SRC_OFFSET, str(rec.offset).encode()),
+            (H.ERROR_KIND, kind.encode()),
+            (H.ERROR, detail.encode("utf-8", "replace")[:2000]),
+            (H.SRC_TOPIC, self.input_topic.encode()),
+            (H.SRC_PARTITION, str(rec.partition).encode()),
+            (H.SRC_OFFSET, str(rec.offset).encode()),
         ]
         value = rec.value
         room = s.dlq_max_bytes - 64 * 1024
@@ -441,7 +460,7 @@ class Splitter:
         if value is None and rec.key is None:
             value = b""
         cycle.sent.append(
-            await part.producer.send(s.dlq_topic, value, key=rec.key, headers=headers)
+            await part.producer.send(lay.dlq_topic, value, key=rec.key, headers=headers)
         )
         cycle.dlq[kind] = cycle.dlq.get(kind, 0) + 1
         log.warning(
@@ -457,12 +476,13 @@ class Splitter:
 
     async def _ensure_group(self, group: str, part: _Partition, cycle: _Cycle) -> str:
         s = self.settings
+        lay = self.layout
         ann = self._groups.get(group)
         if ann is not None:
             if ann.topic not in part.tracked:
                 await self._track(part, ann.topic)
             return ann.topic
-        topic = group_topic(group, s.topic_prefix)
+        topic = self.layout.group_topic(group)
         # Created before the transaction writes to it: a produce to a missing topic would
         # stall the transaction until the metadata timeout.
         await self._admin.ensure(
@@ -472,14 +492,14 @@ class Splitter:
             {"retention.ms": str(s.topic_retention_ms)},
         )
         await self._track(part, topic)
-        ann = T.GroupAnnouncement(
+        ann = GroupAnnouncement(
             group=group,
             topic=topic,
             partitions=await self._admin.partitions(topic),
             created_ms=int(time.time() * 1000),
         )
         cycle.sent.append(
-            await part.producer.send(s.groups_topic, _enc.encode(ann), key=group.encode())
+            await part.producer.send(lay.groups_topic, _enc.encode(ann), key=group.encode())
         )
         self._groups[group] = ann
         self.metrics.groups_created.inc()
@@ -557,15 +577,12 @@ class Splitter:
 
     # ---------------------------------------------------------------- rebalancing
 
-    async def _guarded(self, coro: Any) -> None:
+    def _failed(self, exc: BaseException, phase: str) -> None:
         # aiokafka logs and swallows listener exceptions; a failed assignment must stop us.
-        try:
-            await coro
-        except Exception as exc:
-            log.exception("rebalance handling failed")
-            self._fatal = exc
+        log.error("rebalance handling failed", extra={"phase": phase, "error": repr(exc)})
+        self._fatal = exc
 
-    async def _on_revoked(self, revoked: list[TopicPartition]) -> None:
+    async def _on_revoked(self, revoked: set[TopicPartition]) -> None:
         self._rebalancing = True
         async with self._lock:
             # The lock waits for a running cycle to commit: nothing is left open here.
@@ -578,7 +595,7 @@ class Splitter:
                 "partitions revoked", extra={"partitions": sorted(tp.partition for tp in revoked)}
             )
 
-    async def _on_assigned(self, assigned: list[TopicPartition]) -> None:
+    async def _on_assigned(self, assigned: set[TopicPartition]) -> None:
         consumer = self._consumer
         assert consumer is not None
         async with self._lock:
@@ -593,19 +610,22 @@ class Splitter:
             if bad:
                 raise SplitterError(
                     f"input partitions {bad} have no changelog partition in "
-                    f"{self.settings.changelog_topic!r}; add partitions to the changelog"
+                    f"{self.layout.changelog_topic!r}; add partitions to the changelog"
                 )
             new = sorted(mine - set(self._parts))
             self._restoring = set(new)
             started = time.monotonic()
             producers = await asyncio.gather(*(self._new_producer(n) for n in new))
+            if new and self._table is not None:
+                # The previous owner may have grouped by a newer table than we have read yet.
+                await self._table.sync(self.settings.restore_timeout_s)
             # The producers' InitProducerId has fenced the previous owners and completed their
             # open transactions, so the changelog and the committed offsets are now final.
             tables: dict[int, dict[str, str]] = {n: {} for n in new}
             for n in new:
                 await read_to_end(
                     self._bootstrap,
-                    [TopicPartition(self.settings.changelog_topic, n)],
+                    [TopicPartition(self.layout.changelog_topic, n)],
                     apply_changelog(tables[n]),
                     timeout=self.settings.restore_timeout_s,
                 )
@@ -681,9 +701,7 @@ class Splitter:
         # transaction after CONCURRENT_TRANSACTIONS, which the broker answers until it has
         # written the previous commit's markers (about 1 ms): at low load that wait was most of
         # our added latency. A short retry is cheap here (it only happens right after a commit).
-        aiokafka_sender.BACKOFF_OVERRIDE = min(
-            aiokafka_sender.BACKOFF_OVERRIDE, s.txn_start_retry_ms / 1000
-        )
+        lower_txn_retry_backoff(s.txn_start_retry_ms / 1000)
         producer = AIOKafkaProducer(
             bootstrap_servers=self._bootstrap,
             transactional_id=f"{s.transactional_id_prefix}-{self.input_topic}-{number}",
@@ -706,8 +724,8 @@ class Splitter:
         return producer
 
     def _internal_topics(self) -> list[str]:
-        s = self.settings
-        return [s.changelog_topic, s.groups_topic, s.dlq_topic]
+        lay = self.layout
+        return [lay.changelog_topic, lay.groups_topic, lay.dlq_topic]
 
     async def _track(self, part: _Partition, topic: str) -> None:
         """Make the partition's producer track ``topic`` and wait (bounded, logged) until its
@@ -720,17 +738,24 @@ class Splitter:
 
     # ---------------------------------------------------------------- ops
 
+    def note_waiting(self, reason: str) -> None:
+        """Say on /ready what start-up waits for (e.g. an unreachable Kafka)."""
+        self._waiting = reason
+
     async def ready_issues(self) -> dict[str, str]:
         """What keeps this instance from being ready (empty dict = ready)."""
         issues: dict[str, str] = {}
         if self._fatal is not None:
             issues["splitter"] = f"failed: {self._fatal!r}"
         if not self._started:
-            issues["splitter"] = "starting"
+            issues["splitter"] = self._waiting or "starting"
+            return issues
         elif not self._joined:
             issues["consumer_group"] = f"joining consumer group {self.settings.group_id!r}"
         if self._restoring:
             issues["restore"] = f"restoring partitions {sorted(self._restoring)}"
+        if self._table is not None:
+            issues.update(self._table.issues())
         if self._probing:
             issues["transactions"] = (
                 f"first transaction of partitions {sorted(self._probing)} not committed yet"

@@ -7,8 +7,10 @@ for "no group". Strategies are pure and synchronous: they run once per record on
 Strategies are plugins: the Python entry-point group ``ofa_serving.grouping`` maps a name to a
 class with a ``from_options(options: Mapping[str, str])`` class method. Built in:
 
-- ``attribute`` (:class:`AttributeGrouping`, the default): the asset's group is the value of its
-  latest ``<attribute>`` record (``ID=workcenter`` by default; any UNS level can be named).
+- ``uns`` (:class:`splitter.uns.UnsGrouping`, the default): OpenFactory's UNS map decides, the
+  ``attribute`` strategy when the map names no group (see :mod:`splitter.uns`).
+- ``attribute`` (:class:`AttributeGrouping`): the asset's group is the value of its latest
+  ``<attribute>`` record (``ID=workcenter`` by default; any UNS level can be named).
 - ``mapping`` (:class:`MappingFileGrouping`): a static file maps asset uuids or glob patterns to
   groups.
 """
@@ -38,6 +40,24 @@ class GroupingStrategy(Protocol):
 
     def group_for(self, event: AssetEvent, current: str | None) -> str | None:
         """The asset's group from ``event`` on (``current`` is its group so far, or None)."""
+        ...
+
+
+@runtime_checkable
+class FollowsTable(Protocol):
+    """A strategy that reads a compacted topic as a global table (all partitions). The splitter
+    reads the topic to its end before it processes any input record, then follows it live and
+    hands every record to :meth:`apply_table_record`, in the event loop that calls
+    :meth:`GroupingStrategy.group_for`."""
+
+    table_topic: str
+
+    def apply_table_record(self, key: bytes | None, value: bytes | None) -> None:
+        """Fold one record of the table topic (``value`` None = tombstone)."""
+        ...
+
+    def table_size(self) -> int:
+        """Entries in the table (for metrics)."""
         ...
 
 

@@ -77,6 +77,11 @@ class SplitterMetrics:
             "Assets in the asset -> group table of the owned partitions.",
             registry=registry,
         )
+        self.strategy_table = Gauge(
+            "ofa_splitter_strategy_table_entries",
+            "Entries in the grouping strategy's global table (the UNS map's grouped assets).",
+            registry=registry,
+        )
         self.restore_seconds = Histogram(
             "ofa_splitter_restore_seconds",
             "Time to restore the table of newly assigned partitions from the changelog.",

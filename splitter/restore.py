@@ -7,20 +7,21 @@ what committed transactions wrote, never the output of an aborted or still-open 
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import Callable, Iterable
 
-import msgspec
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
-from ofa_contract.topics import AssetGroup, GroupAnnouncement
+from ofa_contract.runtime import get_logger
+from ofa_contract.topics import (
+    BadCompactedRecord,
+    GroupAnnouncement,
+    fold_announcement,
+    fold_changelog,
+)
 
-log = logging.getLogger("ofa_serving.splitter")
-
-_asset_group = msgspec.json.Decoder(AssetGroup)
-_announcement = msgspec.json.Decoder(GroupAnnouncement)
+log = get_logger("splitter", __name__)
 
 
 class RestoreTimeout(TimeoutError):
@@ -39,62 +40,70 @@ async def read_to_end(
     tps = list(parts)
     if not tps:
         return 0
-    consumer = AIOKafkaConsumer(
+    consumer = table_consumer(bootstrap)
+    await consumer.start()
+    try:
+        consumer.assign(tps)
+        return await drain_to_end(consumer, tps, apply, timeout=timeout)
+    finally:
+        await consumer.stop()
+
+
+def table_consumer(bootstrap: str) -> AIOKafkaConsumer:
+    """A group-less ``read_committed`` consumer for reading compacted tables."""
+    return AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         isolation_level="read_committed",
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         max_partition_fetch_bytes=4 * 1024 * 1024,
     )
-    await consumer.start()
+
+
+async def drain_to_end(
+    consumer: AIOKafkaConsumer,
+    tps: list[TopicPartition],
+    apply: Callable[[ConsumerRecord[bytes, bytes]], None],
+    *,
+    timeout: float,
+) -> int:
+    """Seek the assigned ``tps`` to the beginning and read them to the end offsets they have
+    now, calling ``apply`` per record; the consumer stays usable to follow them afterwards."""
     count = 0
-    try:
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        deadline = time.monotonic() + timeout
-        pending = {tp for tp in tps if ends[tp] > 0}
-        while pending:
-            # Positions, not record offsets, decide the end: the last offset of a partition
-            # may be a transaction marker, which is never returned as a record.
-            for tp in list(pending):
-                if await consumer.position(tp) >= ends[tp]:
-                    pending.discard(tp)
-            if not pending:
-                break
-            if time.monotonic() > deadline:
-                raise RestoreTimeout(
-                    f"could not read {sorted(str(tp) for tp in pending)} to their end "
-                    f"within {timeout:.0f}s"
-                )
-            batch = await consumer.getmany(*pending, timeout_ms=200, max_records=10000)
-            for records in batch.values():
-                for rec in records:
-                    apply(rec)
-                    count += 1
-            await asyncio.sleep(0)
-        return count
-    finally:
-        await consumer.stop()
+    await consumer.seek_to_beginning(*tps)
+    ends = await consumer.end_offsets(tps)
+    deadline = time.monotonic() + timeout
+    pending = {tp for tp in tps if ends[tp] > 0}
+    while pending:
+        # Positions, not record offsets, decide the end: the last offset of a partition
+        # may be a transaction marker, which is never returned as a record.
+        for tp in list(pending):
+            if await consumer.position(tp) >= ends[tp]:
+                pending.discard(tp)
+        if not pending:
+            break
+        if time.monotonic() > deadline:
+            raise RestoreTimeout(
+                f"could not read {sorted(str(tp) for tp in pending)} to their end "
+                f"within {timeout:.0f}s"
+            )
+        batch = await consumer.getmany(*pending, timeout_ms=200, max_records=10000)
+        for records in batch.values():
+            for rec in records:
+                apply(rec)
+                count += 1
+        await asyncio.sleep(0)
+    return count
 
 
 def apply_changelog(table: dict[str, str]) -> Callable[[ConsumerRecord[bytes, bytes]], None]:
     """A record handler that folds ``ofa_splitter_assets`` records into ``table``."""
 
     def apply(rec: ConsumerRecord[bytes, bytes]) -> None:
-        if rec.key is None:
-            return
-        asset = rec.key.decode("utf-8", "replace")
-        if rec.value is None:
-            table.pop(asset, None)
-            return
         try:
-            table[asset] = _asset_group.decode(rec.value).group
-        except msgspec.DecodeError as exc:
-            log.error(
-                "unreadable changelog record ignored",
-                extra={"partition": rec.partition, "offset": rec.offset, "error": str(exc)},
-            )
+            fold_changelog(table, rec.key, rec.value)
+        except BadCompactedRecord as exc:
+            _skipped(rec, exc)
 
     return apply
 
@@ -105,18 +114,21 @@ def apply_announcements(
     """A record handler that folds ``ofa_groups`` records into ``groups``."""
 
     def apply(rec: ConsumerRecord[bytes, bytes]) -> None:
-        if rec.key is None:
-            return
-        name = rec.key.decode("utf-8", "replace")
-        if rec.value is None:
-            groups.pop(name, None)
-            return
         try:
-            groups[name] = _announcement.decode(rec.value)
-        except msgspec.DecodeError as exc:
-            log.error(
-                "unreadable group announcement ignored",
-                extra={"offset": rec.offset, "error": str(exc)},
-            )
+            fold_announcement(groups, rec.key, rec.value)
+        except BadCompactedRecord as exc:
+            _skipped(rec, exc)
 
     return apply
+
+
+def _skipped(rec: ConsumerRecord[bytes, bytes], exc: BadCompactedRecord) -> None:
+    log.error(
+        "unreadable compacted record ignored",
+        extra={
+            "topic": rec.topic,
+            "partition": rec.partition,
+            "offset": rec.offset,
+            "error": str(exc),
+        },
+    )

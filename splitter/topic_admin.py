@@ -6,7 +6,7 @@ here and an existing topic counts as success (several instances race to create t
 from __future__ import annotations
 
 import asyncio
-import logging
+import contextlib
 import time
 from typing import Any
 
@@ -15,7 +15,9 @@ from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import for_code
 from aiokafka.structs import TopicPartition
 
-log = logging.getLogger("ofa_serving.splitter")
+from ofa_contract.runtime import get_logger
+
+log = get_logger("splitter", __name__)
 
 _TOPIC_ALREADY_EXISTS = 36
 _UNKNOWN_TOPIC = 3
@@ -120,3 +122,15 @@ async def wait_for_leaders(client: AIOKafkaClient, topic: str, timeout: float) -
         await client.force_metadata_update()
         # A metadata round trip that still shows no leader returns at once: back off briefly.
         await asyncio.sleep(0.02)
+
+
+async def probe_kafka(bootstrap: str, topic: str) -> None:
+    """Raise unless the cluster at ``bootstrap`` answers a metadata request; leaves nothing open
+    (start-up waits for Kafka with it)."""
+    admin = TopicAdmin(bootstrap)
+    try:
+        await admin.start()
+        await admin.ping(topic)
+    finally:
+        with contextlib.suppress(Exception):
+            await admin.close()

@@ -13,7 +13,7 @@ The hostile load, all at the same time:
 
 The edge runs as a subprocess so that its resident memory (``VmRSS``) means something: it must
 stay below a stated bound during the attack and come back near its baseline afterwards, and its
-``edge_connections`` gauge must come back to the well-behaved client alone.
+``ofa_edge_connections`` gauge must come back to the well-behaved client alone.
 """
 
 from __future__ import annotations
@@ -220,9 +220,8 @@ async def test_hostile_clients_do_not_disturb_a_good_one(
     good: GoodClient | None = None
     non_readers: list[SSEConnection] = []
     try:
-        await asyncio.to_thread(edge.start)
-        assert edge.proc is not None
-        pid = edge.proc.pid
+        await edge.start()
+        pid = edge.pid
         base = edge.url
         conn = await sse_get(f"{base}/asset_stream?asset_uuid={GOOD}")
         assert conn.status == 200
@@ -276,13 +275,13 @@ async def test_hostile_clients_do_not_disturb_a_good_one(
 
             async def hostile_gone() -> bool:
                 text = (await c.get("/metrics")).text
-                return metric(text, "edge_connections") == 1.0
+                return metric(text, "ofa_edge_connections") == 1.0
 
             # Non-readers are cut (queue over its limit) and their sockets dropped after the
             # grace period, although they still hold them open.
             await wait_for(hostile_gone, 30, "only the good client left")
             text = (await c.get("/metrics")).text
-            cuts = metric(text, "edge_slow_client_cuts_total")
+            cuts = metric(text, "ofa_edge_slow_client_cuts_total")
             assert cuts >= NON_READERS, text
             assert (await c.get("/health")).status_code == 200
 
@@ -308,14 +307,14 @@ async def test_hostile_clients_do_not_disturb_a_good_one(
         )
         assert peak <= baseline + PEAK_BOUND_MB, (baseline, peak)
         assert settled <= baseline + SETTLED_BOUND_MB, (baseline, settled)
-        assert edge.proc.poll() is None, "edge died"
+        assert edge.returncode is None, "edge died"
     finally:
         for c in non_readers:
             await c.close()
         if good is not None:
             good.task.cancel()
             await good.conn.close()
-        await asyncio.to_thread(edge.stop)
+        await edge.stop()
         await pub.close()
 
 

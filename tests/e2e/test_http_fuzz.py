@@ -35,6 +35,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from schemathesis import GenerationMode
 
 from compose.local_infra import NatsProcess
+from ofa_contract.auth import AuthSettings
 from tests.edge.conftest import running_edge
 from tests.edge.publisher import Publisher
 from tests.helpers import Endpoints
@@ -153,8 +154,8 @@ async def test_fuzz_edge(nats_private: NatsProcess) -> None:
             )
             # The fuzz reached the streams and the refusals, not only one kind of answer.
             assert seen.get("2xx", 0) > 10 and seen.get("4xx", 0) > 10, seen
-            assert edge.metric("edge_resumes_total") > 0
-        async with running_edge(nats_private.url, jwt_secret=SECRET) as edge:
+            assert edge.metric("ofa_edge_resumes_total") > 0
+        async with running_edge(nats_private.url, auth=AuthSettings(secret=SECRET)) as edge:
             token = jwt.encode({"sub": "fuzz", "assets": [ASSET]}, SECRET, algorithm="HS256")
             seen = await asyncio.to_thread(
                 _fuzz, schema, edge.url, {"asset_uuid": ASSET, "group": GROUP, "token": token}

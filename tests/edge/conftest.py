@@ -4,22 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 from compose.local_infra import free_port
-from edge.app import EdgeState
-from edge.main import EdgeServer, build_server
+from edge.main import build_server
+from edge.node import EdgeNode
 from edge.settings import EdgeSettings
+from ofa_contract.auth import AuthSettings
+from ofa_contract.runtime import cancel_and_wait
+from ofa_contract.runtime.serve import serve
 from ofa_contract.settings import CommonSettings
+from tests.support.wait import wait_until
 
 
 class RunningEdge:
-    def __init__(self, url: str, state: EdgeState, server: EdgeServer) -> None:
+    def __init__(self, url: str, state: EdgeNode) -> None:
         self.url = url
         self.state = state
-        self.server = server
 
     def metric(self, name: str, labels: dict[str, str] | None = None) -> float:
         v = self.state.metrics.registry.get_sample_value(name, labels or {})
@@ -27,23 +29,28 @@ class RunningEdge:
 
 
 @contextlib.asynccontextmanager
-async def running_edge(nats_url: str, **overrides: Any) -> AsyncIterator[RunningEdge]:
+async def running_edge(
+    nats_url: str, *, auth: AuthSettings | None = None, **overrides: Any
+) -> AsyncIterator[RunningEdge]:
     port = free_port()
     overrides.setdefault("id", f"test-edge-{port}")
     settings = EdgeSettings(port=port, gc_freeze=False, **overrides)
-    server = build_server(settings, CommonSettings(nats_url=nats_url))
-    task = asyncio.create_task(server.serve())
-    deadline = time.monotonic() + 20
-    while not server.started:
+    server, node = build_server(settings, CommonSettings(nats_url=nats_url), auth=auth)
+    stop = asyncio.Event()
+    task = asyncio.create_task(
+        serve(server, on_stop=node.begin_shutdown, stop=stop, install_signals=False)
+    )
+
+    def up() -> bool:
         if task.done():
-            task.result()
-            raise RuntimeError("edge exited during start-up")
-        assert time.monotonic() < deadline, "edge did not start"
-        await asyncio.sleep(0.02)
+            raise RuntimeError(f"edge exited during start-up: {task.result()}")
+        return bool(server.started)
+
+    await wait_until(up, timeout=20, what="edge started", interval=0.02)
     try:
-        yield RunningEdge(f"http://127.0.0.1:{port}", server.app_state, server)  # type: ignore[attr-defined]
+        yield RunningEdge(f"http://127.0.0.1:{port}", node)
     finally:
-        server.app_state.begin_shutdown()  # type: ignore[attr-defined]
-        server.should_exit = True
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(task, 20)
+        stop.set()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(task), 20)
+        await cancel_and_wait(task)

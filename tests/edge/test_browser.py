@@ -11,6 +11,7 @@ from playwright.async_api import async_playwright
 from tests.edge.procs import EdgeProcess
 from tests.edge.publisher import Publisher
 from tests.helpers import CHROMIUM_ARGS
+from tests.support.wait import wait_until
 
 PAGE_JS = """(url) => {
   window.got = []; window.opens = 0;
@@ -23,18 +24,13 @@ PAGE_JS = """(url) => {
 
 
 async def wait_for(page, expr: str, timeout: float = 20.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        val = await page.evaluate(expr)
-        if val:
-            return val
-        assert time.monotonic() < deadline, f"browser never satisfied {expr}"
-        await asyncio.sleep(0.1)
+    return await wait_until(lambda: page.evaluate(expr), timeout=timeout, what=expr)
 
 
 async def test_browser_eventsource_receives_and_resumes(nats_private, tmp_path) -> None:
     pub = await Publisher.connect(nats_private.url)
-    edge = EdgeProcess(nats_private.url, tmp_path, EDGE_RETRY_MS="300").start()
+    edge = EdgeProcess(nats_private.url, tmp_path, EDGE_RETRY_MS="300")
+    await edge.start()
     try:
         async with async_playwright() as p:
             browser = await p.chromium.launch(
@@ -60,11 +56,10 @@ async def test_browser_eventsource_receives_and_resumes(nats_private, tmp_path) 
                 await wait_for(page, f"window.got.length >= {len(sent)}")
                 # Restart the edge: the page is told to reconnect, events published while
                 # no edge runs come from the stream history when EventSource comes back.
-                assert await asyncio.to_thread(edge.terminate) == 0
+                assert await edge.terminate() == 0
                 sent += [await pub.publish("BROWSER-1", "v", 200 + i) for i in range(5)]
-                edge = EdgeProcess(
-                    nats_private.url, tmp_path, port=edge.port, EDGE_RETRY_MS="300"
-                ).start()
+                edge = EdgeProcess(nats_private.url, tmp_path, port=edge.port, EDGE_RETRY_MS="300")
+                await edge.start()
                 sent += [await pub.publish("BROWSER-1", "v", 300 + i) for i in range(3)]
                 await wait_for(page, f"window.got.length >= {len(sent)}", timeout=30)
                 got = await page.evaluate("window.got")
@@ -73,5 +68,5 @@ async def test_browser_eventsource_receives_and_resumes(nats_private, tmp_path) 
             finally:
                 await browser.close()
     finally:
-        edge.stop()
+        await edge.stop()
         await pub.close()

@@ -61,8 +61,10 @@ class ResumingClient:
 
 async def test_edge_killed_clients_resume_on_other_edge(nats_private, tmp_path) -> None:
     pub = await Publisher.connect(nats_private.url)
-    a = EdgeProcess(nats_private.url, tmp_path).start()
-    b = EdgeProcess(nats_private.url, tmp_path).start()
+    a = EdgeProcess(nats_private.url, tmp_path)
+    b = EdgeProcess(nats_private.url, tmp_path)
+    await a.start()
+    await b.start()
     try:
         assets = ["K1", "K2", "K3"]
         # Clients of each asset on both edges (first URL tried = the edge it starts on).
@@ -85,13 +87,14 @@ async def test_edge_killed_clients_resume_on_other_edge(nats_private, tmp_path) 
         assert all(c.reconnects == 0 for c in clients[3:])
     finally:
         a.kill()
-        b.stop()
+        await b.stop()
         await pub.close()
 
 
 async def test_sigterm_tells_clients_to_reconnect_and_deregisters(nats_private, tmp_path) -> None:
     pub = await Publisher.connect(nats_private.url)
-    e = EdgeProcess(nats_private.url, tmp_path).start()
+    e = EdgeProcess(nats_private.url, tmp_path)
+    await e.start()
     try:
         nc = await nats.connect(nats_private.url)
         kv = await nc.jetstream().key_value("ofa_edges")
@@ -102,7 +105,7 @@ async def test_sigterm_tells_clients_to_reconnect_and_deregisters(nats_private, 
         ev = await c.next_event()
         assert ev is not None and int(ev.id) == seq
         t0 = time.monotonic()
-        rc = await asyncio.to_thread(e.terminate)
+        rc = await e.terminate()
         rest = await c.drain_to_end(timeout=10)
         assert rest == []
         assert any("shutting down" in m for m in c.parser.comments)
@@ -111,5 +114,5 @@ async def test_sigterm_tells_clients_to_reconnect_and_deregisters(nats_private, 
             await kv.get(f"edge-{e.port}")
         await nc.close()
     finally:
-        e.stop()
+        await e.stop()
         await pub.close()

@@ -8,7 +8,6 @@ from NATS (no live events, every request timing out, /ready 503) until restarted
 from __future__ import annotations
 
 import asyncio
-import time
 
 import httpx
 
@@ -16,6 +15,7 @@ from compose.local_infra import NatsProcess
 from tests.edge.conftest import running_edge
 from tests.edge.publisher import Publisher
 from tests.edge.sse_client import sse_get
+from tests.support.wait import wait_until
 
 
 async def test_hangups_during_subscribe_leave_nats_working(nats_private: NatsProcess) -> None:
@@ -29,10 +29,12 @@ async def test_hangups_during_subscribe_leave_nats_working(nats_private: NatsPro
                 c = await sse_get(f"{edge.url}/asset_stream?asset_uuid=HANGUP-{i % 3}")
                 assert c.status == 200
                 await c.close()
-            deadline = time.monotonic() + 10
-            while hub.feeds or hub.clients:
-                assert time.monotonic() < deadline, "hung-up streams were not released"
-                await asyncio.sleep(0.05)
+            await wait_until(
+                lambda: not (hub.feeds or hub.clients),
+                timeout=10,
+                what="hung-up streams released",
+                interval=0.05,
+            )
             good = await sse_get(f"{edge.url}/asset_stream?asset_uuid=HANGUP-0")
             while good.parser.retry is None:
                 assert await asyncio.wait_for(good.pump(), 10), "good stream ended"

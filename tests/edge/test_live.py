@@ -10,11 +10,14 @@ import jwt
 import msgspec
 import nats
 
-from ofa_contract.streams import H_SEQUENCE, EdgeEntry
+from ofa_contract.auth import AuthSettings
+from ofa_contract.layout import NatsHeaders
+from ofa_contract.streams import EdgeEntry
 from tests.edge.conftest import running_edge
 from tests.edge.publisher import Publisher
 from tests.edge.sse_client import sse_get
 from tests.edge.test_stream import wait_subscribed
+from tests.support.wait import wait_until
 
 
 async def test_live_gap_is_filled_from_the_stream(nats_private) -> None:
@@ -26,7 +29,7 @@ async def test_live_gap_is_filled_from_the_stream(nats_private) -> None:
         to_drop = {3, 4, 9, 15}  # positions in the publishing order (two data items)
 
         def drop(msg) -> bool:
-            seq = int(msg.headers[H_SEQUENCE])
+            seq = int(msg.headers[NatsHeaders.SEQUENCE])
             if seq in drop_seqs:
                 dropped.add(seq)
                 return True
@@ -46,8 +49,8 @@ async def test_live_gap_is_filled_from_the_stream(nats_private) -> None:
         for item in "ab":  # per data item, in order
             per = [int(e.id) for e in got if json.loads(e.data)["ID"] == item]
             assert per == sorted(per)
-        assert edge.metric("edge_live_gaps_total") >= 2
-        assert edge.metric("edge_gap_events_filled_total") == len(to_drop)
+        assert edge.metric("ofa_edge_live_gaps_total") >= 2
+        assert edge.metric("ofa_edge_gap_events_filled_total") == len(to_drop)
         await c.close()
     await pub.close()
 
@@ -85,10 +88,12 @@ async def test_slow_client_is_cut_fast_client_unaffected_and_resume_completes(na
             sent.extend(sorted(int(a.seq) for a in acks))
         await asyncio.wait_for(reader, 60)
         assert fast_got == sent  # the fast client got everything, in order
-        deadline = time.monotonic() + 20
-        while edge.metric("edge_slow_client_cuts_total") < 1:
-            assert time.monotonic() < deadline, "slow client was never cut"
-            await asyncio.sleep(0.05)
+        await wait_until(
+            lambda: edge.metric("ofa_edge_slow_client_cuts_total") >= 1,
+            timeout=20,
+            what="slow client cut",
+            interval=0.05,
+        )
         # The slow client now reads what reached it, then the comment saying why, then EOF.
         slow_got = await slow.drain_to_end(timeout=30)
         assert any("too slow" in c for c in slow.parser.comments)
@@ -110,7 +115,7 @@ def _token(secret: str, **claims: object) -> str:
 async def test_auth_allows_and_denies(nats_private) -> None:
     pub = await Publisher.connect(nats_private.url)
     secret = "s3cret-s3cret-s3cret-s3cret-s3cret"
-    async with running_edge(nats_private.url, jwt_secret=secret) as edge:
+    async with running_edge(nats_private.url, auth=AuthSettings(secret=secret)) as edge:
         url = f"{edge.url}/asset_stream?asset_uuid=PRESS-7"
         r = await sse_get(url)
         assert r.status == 401 and "detail" in json.loads(r.body)
@@ -174,24 +179,26 @@ async def test_limits_health_ready_metrics_and_registry(nats_private) -> None:
         assert "limit" in json.loads(full.body)["detail"]
         m = await sse_get(edge.url + "/metrics")
         text = m.body.decode()
-        assert "edge_connections 2.0" in text and "edge_asset_subscriptions 2.0" in text
+        assert "ofa_edge_connections 2.0" in text and "ofa_edge_asset_subscriptions 2.0" in text
         # Registry: the entry is there, refreshed with the connection count.
         nc = await nats.connect(nats_private.url)
         kv = await nc.jetstream().key_value("ofa_edges")
-        deadline = time.monotonic() + 10
-        while True:
-            entry = msgspec.json.decode((await kv.get(edge.state.edge_id)).value, type=EdgeEntry)
-            if entry.connections == 2:
-                break
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.2)
+
+        async def refreshed() -> EdgeEntry | None:
+            raw = (await kv.get(edge.state.edge_id)).value
+            entry = msgspec.json.decode(raw, type=EdgeEntry)
+            return entry if entry.connections == 2 else None
+
+        entry = await wait_until(refreshed, timeout=10, what="registry entry with 2 connections")
         assert entry.url == "http://edge-a.example:8100" and entry.groups == ["WC1", "Paint*"]
         await a.close()
         await b.close()
-        deadline = time.monotonic() + 10
-        while edge.metric("edge_asset_subscriptions") != 0:  # last client gone: unsubscribed
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.05)
+        await wait_until(  # last client gone: unsubscribed
+            lambda: edge.metric("ofa_edge_asset_subscriptions") == 0,
+            timeout=10,
+            what="no asset subscription",
+            interval=0.05,
+        )
         await pub.close()
     try:
         await kv.get(edge.state.edge_id)

@@ -12,7 +12,7 @@ import asyncio
 import httpx
 
 from compose.local_infra import NatsProcess
-from edge.app import MAX_SUBJECT_TOKENS_CHARS
+from edge.session import MAX_SUBJECT_TOKENS_CHARS
 from tests.edge.conftest import running_edge
 from tests.edge.publisher import Publisher
 from tests.edge.sse_client import sse_get

@@ -127,7 +127,7 @@ async def test_resume_no_gap_no_duplicate_while_publishing(nats_private) -> None
         got3 = await c3.events_until(lambda e: len(e) >= 2)
         assert [int(e.id) for e in got3] == expected[-2:]
         await c3.close()
-        assert edge.metric("edge_resumes_total") >= 3
+        assert edge.metric("ofa_edge_resumes_total") >= 3
     await pub.close()
 
 
@@ -156,7 +156,7 @@ async def test_reset_beyond_history_and_bad_last_event_id(nats_private) -> None:
         assert ev is not None and ev.type == "reset"
         assert json.loads(ev.data)["reason"] == "unknown_position"
         await c.close()
-        assert edge.metric("edge_resets_total", {"reason": "beyond_history"}) == 1
+        assert edge.metric("ofa_edge_resets_total", {"reason": "beyond_history"}) == 1
         # Garbage Last-Event-ID: a clear 400 JSON error.
         bad = await sse_get(url, {"Last-Event-ID": "abc"})
         assert bad.status == 400

@@ -4,119 +4,104 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import sys
-import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import msgspec
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client import CollectorRegistry
 
-from ofa_contract import topics as T
+from ofa_contract.layout import KafkaHeaders, Layout
 from ofa_contract.settings import CommonSettings
 from splitter.engine import Splitter
 from splitter.grouping import load_strategy
 from splitter.settings import SplitterSettings
-from tests.helpers import consume_all, create_topics
+from tests.support.kafka import consume_all, create_topics, list_topics
+from tests.support.names import TestNames
+from tests.support.procs import ComponentProcess
+from tests.support.wait import wait_until
 
-REPO = Path(__file__).resolve().parents[2]
+__all__ = ["list_topics"]
 
 
-class Names(msgspec.Struct, frozen=True):
+class Names(msgspec.Struct, frozen=True, kw_only=True):
     """Every Kafka name one test uses, unique to it (tests share the broker)."""
 
+    names: TestNames
     input: str
     prefix: str
     groups: str
     changelog: str
     dlq: str
+    uns: str
     group_id: str
-    txn_prefix: str
+
+    @property
+    def layout(self) -> Layout:
+        """The test's namespaced layout (all the topic names above come from it)."""
+        return self.names.layout
 
 
 def names(unique: str) -> Names:
     """Unique topic/group/transactional-id names for one test."""
+    tn = TestNames.for_tag(unique)
+    lay = tn.layout
     return Names(
-        input=f"sp{unique}_assets",
-        prefix=f"sp{unique}_stream_",
-        groups=f"sp{unique}_groups",
-        changelog=f"sp{unique}_changelog",
-        dlq=f"sp{unique}_dlq",
-        group_id=f"sp{unique}_splitter",
-        txn_prefix=f"sp{unique}",
+        names=tn,
+        input=lay.input_topic,
+        prefix=lay.group_topic_prefix,
+        groups=lay.groups_topic,
+        changelog=lay.changelog_topic,
+        dlq=lay.dlq_topic,
+        uns=lay.uns_map_topic,
+        group_id=tn.splitter_group,
     )
 
 
+#: Settings every splitter of the tests runs with (small topics, fast failover).
+TEST_SETTINGS: dict[str, Any] = {
+    "topic_partitions": 2,
+    "session_timeout_ms": 6000,
+    "heartbeat_interval_ms": 1000,
+    "ops_port": 0,
+}
+
+
 def settings_for(n: Names, **overrides: Any) -> SplitterSettings:
-    """Splitter settings pointing at the test's own names."""
+    """Splitter settings for the test's names."""
     base: dict[str, Any] = {
-        "group_id": n.group_id,
-        "transactional_id_prefix": n.txn_prefix,
-        "topic_prefix": n.prefix,
-        "groups_topic": n.groups,
-        "changelog_topic": n.changelog,
-        "dlq_topic": n.dlq,
-        "topic_partitions": 2,
-        "session_timeout_ms": 6000,
-        "heartbeat_interval_ms": 1000,
-        "ops_port": 0,
+        "group_id": n.names.splitter_group,
+        "transactional_id_prefix": n.names.transactional_id_prefix,
+        **TEST_SETTINGS,
     }
     base.update(overrides)
     return SplitterSettings(**base)
 
 
-def env_for(bootstrap: str, n: Names, ops_port: int, **extra: str) -> dict[str, str]:
-    """Environment of a `ofa-serving split` subprocess for the test's names."""
-    env = dict(os.environ)
-    env.update(
-        {
-            "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-            "INPUT_TOPIC": n.input,
-            "LOG_FORMAT": "json",
-            "LOG_LEVEL": "INFO",
-            "SPLIT_GROUP_ID": n.group_id,
-            "SPLIT_TRANSACTIONAL_ID_PREFIX": n.txn_prefix,
-            "SPLIT_TOPIC_PREFIX": n.prefix,
-            "SPLIT_GROUPS_TOPIC": n.groups,
-            "SPLIT_CHANGELOG_TOPIC": n.changelog,
-            "SPLIT_DLQ_TOPIC": n.dlq,
-            "SPLIT_TOPIC_PARTITIONS": "2",
-            "SPLIT_SESSION_TIMEOUT_MS": "6000",
-            "SPLIT_HEARTBEAT_INTERVAL_MS": "1000",
-            "SPLIT_OPS_PORT": str(ops_port),
-            "PYTHONPATH": str(REPO),
-        }
+def splitter_process(
+    bootstrap: str, n: Names, log_dir: Path, name: str, ops_port: int, **extra: str
+) -> ComponentProcess:
+    """A `ofa-serving split` subprocess for the test's names (not started)."""
+    env = {
+        **n.names.env(),
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "LOG_FORMAT": "json",
+        "LOG_LEVEL": "INFO",
+        **{f"SPLIT_{k.upper()}": str(v) for k, v in TEST_SETTINGS.items()},
+        "SPLIT_OPS_PORT": str(ops_port),
+        **extra,
+    }
+    return ComponentProcess(
+        ["split"], env, log_dir, name=name, ops_url=f"http://127.0.0.1:{ops_port}"
     )
-    env.update(extra)
-    return env
 
 
 def rec(r: object) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
     """A simulator Record as a (key, value, headers) tuple for helpers.produce."""
     return r.key.encode(), r.value, list(r.headers)  # type: ignore[attr-defined]
-
-
-async def spawn(env: dict[str, str], log_path: Path) -> asyncio.subprocess.Process:
-    """Start `python -m compose.cli split` with stdout/stderr appended to ``log_path``."""
-    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    try:
-        return await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "compose.cli",
-            "split",
-            env=env,
-            cwd=str(REPO),
-            stdout=fd,
-            stderr=fd,
-        )
-    finally:
-        os.close(fd)
 
 
 async def make_input(bootstrap: str, n: Names, partitions: int = 3) -> None:
@@ -132,15 +117,19 @@ async def running_splitter(
 ) -> AsyncIterator[Splitter]:
     """A splitter running in this event loop; stopped gracefully on exit."""
     s = settings or settings_for(n)
-    common = CommonSettings(kafka_bootstrap_servers=bootstrap, input_topic=n.input)
-    splitter = Splitter(
-        common, s, load_strategy(s.grouping, s.grouping_config()), CollectorRegistry()
-    )
+    common = CommonSettings(kafka_bootstrap_servers=bootstrap)
+    strategy = load_strategy(s.grouping, s.grouping_config(n.layout.uns_map_topic))
+    splitter = Splitter(common, s, strategy, CollectorRegistry(), n.layout)
     stop = asyncio.Event()
     await splitter.start()
     task = asyncio.create_task(splitter.run(stop))
     try:
-        await wait_for(lambda: _ready(splitter), 60, "splitter ready")
+
+        async def ready() -> bool:
+            assert not task.done(), task
+            return not await splitter.ready_issues()
+
+        await wait_until(ready, timeout=60, what="splitter ready")
         yield splitter
     finally:
         stop.set()
@@ -148,30 +137,6 @@ async def running_splitter(
             await asyncio.wait_for(task, 30)
         finally:
             await splitter.close()
-
-
-async def _ready(splitter: Splitter) -> bool:
-    return not await splitter.ready_issues()
-
-
-async def wait_for(cond: Callable[[], Awaitable[bool]], timeout: float, what: str) -> None:
-    """Poll ``cond`` until it holds; fail with ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if await cond():
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
-async def list_topics(bootstrap: str, prefix: str) -> list[str]:
-    """Topics whose name starts with ``prefix``."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        return sorted(t for t in await admin.list_topics() if t.startswith(prefix))
-    finally:
-        await admin.close()
 
 
 async def read_outputs(bootstrap: str, n: Names) -> list[Any]:
@@ -219,13 +184,7 @@ async def wait_caught_up(bootstrap: str, n: Names, timeout: float = 60) -> None:
         got = await committed_offsets(bootstrap, n.group_id)
         return all(got.get(tp, -1) >= end for tp, end in ends.items() if end > 0)
 
-    await wait_for(done, timeout, f"splitter caught up with {ends}")
-
-
-async def count_committed(bootstrap: str, topics: list[str]) -> int:
-    """Number of committed records in ``topics`` (read to the last stable offsets)."""
-    recs = await consume_all(bootstrap, topics, timeout=30)
-    return len(recs)
+    await wait_until(done, timeout=timeout, what=f"splitter caught up with {ends}")
 
 
 def header(rec: Any, name: str) -> bytes | None:
@@ -251,8 +210,8 @@ def seq_of(rec: Any) -> int:
 
 def src_coord(rec: Any) -> tuple[int, int]:
     """(partition, offset) of the input record a derived record came from."""
-    p = header(rec, T.H_SRC_PARTITION)
-    o = header(rec, T.H_SRC_OFFSET)
+    p = header(rec, KafkaHeaders.SRC_PARTITION)
+    o = header(rec, KafkaHeaders.SRC_OFFSET)
     assert p is not None and o is not None, f"derived record without source headers: {rec}"
     return int(p), int(o)
 
@@ -260,3 +219,27 @@ def src_coord(rec: Any) -> tuple[int, int]:
 async def read_input(bootstrap: str, topic: str) -> list[Any]:
     """Every record of the (non-transactional) input topic."""
     return await consume_all(bootstrap, [topic], read_committed=False, timeout=30)
+
+
+async def produce_to(
+    bootstrap: str, topic: str, records: list[tuple[str, bytes | None, int | None]]
+) -> None:
+    """Produce (key, value, partition) records in order; partition None = the default
+    partitioner (murmur2), a number = that partition, as a CRC32-partitioning producer does."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+    await producer.start()
+    try:
+        for key, value, partition in records:
+            await producer.send_and_wait(topic, value, key=key.encode(), partition=partition)
+    finally:
+        await producer.stop()
+
+
+def uns_value(asset: str, workcenter: str | None) -> bytes:
+    """The UNS map value OpenFactory writes at registration, or at deregistration (None)."""
+    if workcenter is None:
+        return msgspec.json.encode({"asset_uuid": asset, "uns_id": None, "uns_levels": None})
+    levels = {"inc": "Acme", "area": "North", "workcenter": workcenter, "asset": asset}
+    return msgspec.json.encode(
+        {"ASSET_UUID": asset, "UNS_ID": f"Acme/North/{workcenter}/{asset}", "UNS_LEVELS": levels}
+    )

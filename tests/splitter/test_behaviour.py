@@ -6,15 +6,10 @@ from __future__ import annotations
 import msgspec
 
 from compose.simulator import Factory, openfactory_record, simulate
-from ofa_contract import topics as T
+from ofa_contract import topics as contract_topics
+from ofa_contract.layout import KafkaHeaders
 from ofa_contract.naming import group_topic
-from tests.helpers import (
-    Endpoints,
-    consume_all,
-    load_samples,
-    produce,
-    sample_record,
-)
+from tests.helpers import Endpoints
 from tests.splitter.support import (
     by_topic,
     header,
@@ -29,6 +24,8 @@ from tests.splitter.support import (
     src_coord,
     wait_caught_up,
 )
+from tests.support.kafka import consume_all, produce
+from tests.support.samples import load_samples, sample_record
 
 
 async def test_restore_after_restart_routes_without_the_workcenter_record(
@@ -43,7 +40,7 @@ async def test_restore_after_restart_routes_without_the_workcenter_record(
     # The table is in the changelog, committed: one entry per asset with its workcenter.
     table: dict[str, str] = {}
     for r in await consume_all(infra.kafka, [n.changelog]):
-        table[r.key.decode()] = msgspec.json.decode(r.value, type=T.AssetGroup).group
+        table[r.key.decode()] = msgspec.json.decode(r.value, type=contract_topics.AssetGroup).group
     assert table == factory.workcenter
     # A graceful stop leaves nothing open or aborted: uncommitted reads see the same records.
     derived = await list_topics(infra.kafka, n.prefix)
@@ -87,12 +84,12 @@ async def test_regrouping_moves_the_asset_from_its_workcenter_record_on(
         new_topic = group_topic("Paint Shop.2", n.prefix)
         assert new_topic in await list_topics(infra.kafka, n.prefix)
         anns = {
-            r.key.decode(): msgspec.json.decode(r.value, type=T.GroupAnnouncement)
+            r.key.decode(): msgspec.json.decode(r.value, type=contract_topics.GroupAnnouncement)
             for r in await consume_all(infra.kafka, [n.groups])
         }
         assert anns["Paint Shop.2"].topic == new_topic
         assert anns["Paint Shop.2"].partitions == 2
-        assert set(anns) == {"WC1", "WC2", "Paint Shop.2", T.DEFAULT_GROUP}
+        assert set(anns) == {"WC1", "WC2", "Paint Shop.2", contract_topics.DEFAULT_GROUP}
         assert splitter.metrics.records_out.labels("Paint Shop.2")._value.get() == 6
     topics = by_topic(await read_outputs(infra.kafka, n))
     key = asset.encode()
@@ -101,7 +98,7 @@ async def test_regrouping_moves_the_asset_from_its_workcenter_record_on(
     assert in_new == list(range(move_seq, move_seq + 6))  # the workcenter record itself first
     assert in_old == list(range(4, move_seq))
     first = next(r for r in topics[new_topic] if r.key == key)
-    assert header(first, T.H_GROUP) == b"Paint Shop.2"
+    assert header(first, KafkaHeaders.GROUP) == b"Paint Shop.2"
     assert msgspec.json.decode(first.value)["ID"] == "workcenter"
 
 
@@ -140,7 +137,7 @@ async def test_every_bad_kind_goes_to_the_dead_letter_topic(infra: Endpoints, un
             for kind in ("not_json", "not_object", "no_id", "no_key", "key_not_utf8", "too_large")
         }
     dlq = await consume_all(infra.kafka, [n.dlq])
-    kinds = sorted(header(r, T.H_ERROR_KIND).decode() for r in dlq)  # type: ignore[union-attr]
+    kinds = sorted(header(r, KafkaHeaders.ERROR_KIND).decode() for r in dlq)  # type: ignore[union-attr]
     assert kinds == sorted(
         ["not_json", "not_object", "no_id", "no_key", "key_not_utf8", "too_large"]
     )
@@ -148,9 +145,9 @@ async def test_every_bad_kind_goes_to_the_dead_letter_topic(infra: Endpoints, un
     assert all(v == 1 for v in dlq_metric.values()), dlq_metric
     offsets = {m.offset: records[i] for i, m in enumerate(metas)}
     for r in dlq:
-        assert header(r, T.H_ERROR)
-        assert header(r, T.H_SRC_TOPIC) == n.input.encode()
-        src = offsets[int(header(r, T.H_SRC_OFFSET))]  # type: ignore[arg-type]
+        assert header(r, KafkaHeaders.ERROR)
+        assert header(r, KafkaHeaders.SRC_TOPIC) == n.input.encode()
+        src = offsets[int(header(r, KafkaHeaders.SRC_OFFSET))]  # type: ignore[arg-type]
         # The dead letter is the original record, whole (the 2 MiB one included).
         assert (r.key, r.value) == (src[0], src[1])
     out = await read_outputs(infra.kafka, n)

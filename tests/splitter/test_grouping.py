@@ -8,14 +8,17 @@ import msgspec
 import pytest
 
 from ofa_contract.events import decode_record
+from ofa_contract.layout import Layout
 from ofa_contract.settings import SettingsError, from_env
 from splitter.grouping import (
     AttributeGrouping,
+    FollowsTable,
     GroupingError,
     MappingFileGrouping,
     load_strategy,
 )
 from splitter.settings import SplitterSettings
+from splitter.uns import UnsGrouping, UnsTable, UnsValueError, group_from_uns
 
 
 def event(asset: str, item: str, value: object, lower: bool = False) -> object:
@@ -75,19 +78,80 @@ def test_bad_strategy_config_is_a_clear_error(tmp_path: Path) -> None:
 def test_settings_from_env_and_errors() -> None:
     s = from_env(
         SplitterSettings,
-        "SPLIT_",
-        {"SPLIT_DEFAULT_GROUP": "", "SPLIT_MAX_COMMIT_INTERVAL_MS": "25"},
+        environ={"SPLIT_DEFAULT_GROUP": "", "SPLIT_MAX_COMMIT_INTERVAL_MS": "25"},
     )
     assert s.default_group == "_ungrouped"  # empty env = default (from_env semantics)
     assert s.fallback_group() == "_ungrouped"
     assert (
-        from_env(SplitterSettings, "SPLIT_", {"SPLIT_DROP_UNGROUPED": "true"}).fallback_group()
-        == ""
+        from_env(SplitterSettings, environ={"SPLIT_DROP_UNGROUPED": "true"}).fallback_group() == ""
     )
     assert s.max_commit_interval_ms == 25
     with pytest.raises(SettingsError, match="SPLIT_MAX_BATCH_RECORDS"):
-        from_env(SplitterSettings, "SPLIT_", {"SPLIT_MAX_BATCH_RECORDS": "lots"})
-    with pytest.raises(SettingsError, match="SPLIT_TOPIC_PARTITIONS must be > 0"):
-        from_env(SplitterSettings, "SPLIT_", {"SPLIT_TOPIC_PARTITIONS": "0"})
-    with pytest.raises(SettingsError, match="SPLIT_TXN_START_RETRY_MS must be > 0"):
-        from_env(SplitterSettings, "SPLIT_", {"SPLIT_TXN_START_RETRY_MS": "0"})
+        from_env(SplitterSettings, environ={"SPLIT_MAX_BATCH_RECORDS": "lots"})
+    with pytest.raises(SettingsError, match="SPLIT_TOPIC_PARTITIONS='0': Expected `int` >= 1"):
+        from_env(SplitterSettings, environ={"SPLIT_TOPIC_PARTITIONS": "0"})
+    with pytest.raises(SettingsError, match="SPLIT_TXN_START_RETRY_MS='0'"):
+        from_env(SplitterSettings, environ={"SPLIT_TXN_START_RETRY_MS": "0"})
+
+
+def uns_value(asset: str, levels: dict[str, object] | None, lower: bool = False) -> bytes:
+    """A UNS map value as OpenFactory writes it (deregistration: lower-case keys, nulls)."""
+    if lower:
+        return msgspec.json.encode({"asset_uuid": asset, "uns_id": None, "uns_levels": levels})
+    return msgspec.json.encode(
+        {"ASSET_UUID": asset, "UNS_ID": "x", "UNS_LEVELS": levels, "UPDATED_AT": 1}
+    )
+
+
+def test_group_from_uns_reads_the_level() -> None:
+    full = {"inc": "Acme", "area": "North", "workcenter": "WC1", "asset": "A"}
+    assert group_from_uns(uns_value("A", full), "workcenter") == "WC1"
+    assert group_from_uns(uns_value("A", full), "area") == "North"
+    assert group_from_uns(uns_value("A", {"WorkCenter": " Halle Süd/2 "}), "workcenter") == (
+        "Halle Süd/2"
+    )
+    assert group_from_uns(uns_value("A", {"workcenter": 7}), "workcenter") == "7"
+    # Names no group: deregistered (null levels, lower-case keys), level absent, empty or null.
+    assert group_from_uns(uns_value("A", None, lower=True), "workcenter") is None
+    assert group_from_uns(uns_value("A", {"area": "North"}), "workcenter") is None
+    assert group_from_uns(uns_value("A", {"workcenter": ""}), "workcenter") is None
+    assert group_from_uns(uns_value("A", {"workcenter": None}), "workcenter") is None
+    for bad in (b"{", b"[1]", b'{"UNS_LEVELS": "WC1"}', b'{"UNS_LEVELS": {"workcenter": [1]}}'):
+        with pytest.raises(UnsValueError):
+            group_from_uns(bad, "workcenter")
+
+
+def test_uns_grouping_map_wins_then_falls_back() -> None:
+    g = load_strategy("uns", {"uns_topic": "t", "uns_level": "workcenter"})
+    assert isinstance(g, UnsGrouping) and isinstance(g, FollowsTable)
+    assert g.table_topic == "t"
+    g.apply_table_record(b"A", uns_value("A", {"workcenter": "WC1"}))
+    # The map wins over the asset's own workcenter record and over its current group.
+    assert g.group_for(event("A", "workcenter", "WC9"), "WC9") == "WC1"
+    assert g.group_for(event("A", "Temp", 1), None) == "WC1"
+    # Not in the map: the workcenter-record strategy decides.
+    assert g.group_for(event("B", "Temp", 1), None) is None
+    assert g.group_for(event("B", "workcenter", "WC2"), None) == "WC2"
+    # Deregistered: the asset keeps its group until a workcenter record says otherwise.
+    g.apply_table_record(b"A", uns_value("A", None, lower=True))
+    assert g.group_for(event("A", "Temp", 1), "WC1") == "WC1"
+    assert g.group_for(event("A", "workcenter", "WC3"), "WC1") == "WC3"
+    # Re-registered elsewhere, then a tombstone; a bad value and a key-less record are counted.
+    g.apply_table_record(b"A", uns_value("A", {"workcenter": "WC4"}))
+    assert g.group_for(event("A", "Temp", 1), "WC3") == "WC4"
+    g.apply_table_record(b"A", None)
+    assert g.table_size() == 0
+    g.apply_table_record(b"B", uns_value("B", {"workcenter": "WC5"}))
+    g.apply_table_record(b"B", b"not json")
+    g.apply_table_record(None, uns_value("C", {"workcenter": "WC6"}))
+    assert g.table_size() == 0 and g.table.bad_records == 2
+    with pytest.raises(GroupingError, match="SPLIT_UNS_LEVEL"):
+        UnsTable("")
+
+
+def test_uns_is_the_default_strategy() -> None:
+    env = {"UNS_MAP_TOPIC": "m", "SPLIT_UNS_LEVEL": "area"}
+    s = from_env(SplitterSettings, environ=env)
+    g = load_strategy(s.grouping, s.grouping_config(Layout.from_env(env).uns_map_topic))
+    assert isinstance(g, UnsGrouping)
+    assert (g.table_topic, g.table.level, g.fallback.attribute) == ("m", "area", "workcenter")

@@ -4,8 +4,9 @@ the test's event loop against the real broker."""
 from __future__ import annotations
 
 from compose.simulator import Factory, simulate
-from ofa_contract import topics as T
+from ofa_contract.layout import KafkaHeaders
 from ofa_contract.naming import group_topic
+from ofa_contract.topics import DEFAULT_GROUP
 from tests.helpers import Endpoints
 from tests.splitter.support import (
     by_topic,
@@ -32,7 +33,7 @@ async def test_routes_three_workcenters(infra: Endpoints, unique: str) -> None:
         assert len(out) == written
         topics = by_topic(out)
         expected_topics = {group_topic(wc, n.prefix) for wc in ("WC1", "WC2", "WC3")}
-        expected_topics.add(group_topic(T.DEFAULT_GROUP, n.prefix))
+        expected_topics.add(group_topic(DEFAULT_GROUP, n.prefix))
         assert set(topics) == expected_topics
         for asset in factory.assets:
             topic = group_topic(factory.workcenter[asset], n.prefix)
@@ -40,20 +41,20 @@ async def test_routes_three_workcenters(infra: Endpoints, unique: str) -> None:
             # Everything from the workcenter record on (seq 4), in order, nothing elsewhere.
             assert [seq_of(r) for r in mine] == list(range(4, factory.seq[asset] + 1))
             before = [
-                r for r in topics[group_topic(T.DEFAULT_GROUP, n.prefix)] if r.key == asset.encode()
+                r for r in topics[group_topic(DEFAULT_GROUP, n.prefix)] if r.key == asset.encode()
             ]
             assert [seq_of(r) for r in before] == [1, 2, 3]
         for helper in factory.helpers:
             rs = [r for r in out if r.key == helper.encode()]
-            assert {r.topic for r in rs} == {group_topic(T.DEFAULT_GROUP, n.prefix)}
+            assert {r.topic for r in rs} == {group_topic(DEFAULT_GROUP, n.prefix)}
         # Value bytes and headers are the originals, plus the source coordinates and group.
         inputs = {(r.partition, r.offset): r for r in await read_input(infra.kafka, n.input)}
         for r in out:
             src = inputs[src_coord(r)]
             assert r.value == src.value and r.key == src.key
             assert list(r.headers[: len(src.headers)]) == list(src.headers)
-            assert header(r, T.H_SRC_TOPIC) == n.input.encode()
-            assert header(r, T.H_GROUP) == group_topic_group(r.topic, n.prefix).encode()
+            assert header(r, KafkaHeaders.SRC_TOPIC) == n.input.encode()
+            assert header(r, KafkaHeaders.GROUP) == group_topic_group(r.topic, n.prefix).encode()
         assert len({src_coord(r) for r in out}) == written
         metrics = splitter.metrics
         assert metrics.records_out.labels("WC1")._value.get() > 0

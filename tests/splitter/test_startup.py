@@ -21,7 +21,7 @@ from compose import local_infra
 from compose.simulator import Factory, openfactory_record, simulate
 from ofa_contract.naming import group_topic
 from splitter.engine import Splitter
-from tests.helpers import Endpoints, produce
+from tests.helpers import Endpoints
 from tests.splitter.support import (
     Names,
     list_topics,
@@ -33,6 +33,7 @@ from tests.splitter.support import (
     src_coord,
     wait_caught_up,
 )
+from tests.support.kafka import produce
 
 
 async def _refresh_and_check(splitter: Splitter, topics: list[str]) -> None:
