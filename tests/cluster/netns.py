@@ -88,7 +88,8 @@ class NetLab:
         self.names = [f"{PREFIX}{tag}n{i + 1}" for i in range(count)]
         self.ips = [f"{self.subnet}.{10 + i}" for i in range(count)]
         self._veths = [f"{PREFIX}{tag}v{i + 1}" for i in range(count)]
-        self.isolated: set[int] = set()
+        #: Isolated nodes and the ports their isolation covers (empty = all traffic).
+        self.isolated: dict[int, tuple[int, ...]] = {}
 
     def create(self) -> None:
         """Bridge, namespaces, veth pairs and addresses; undone by :meth:`destroy`."""
@@ -140,26 +141,35 @@ class NetLab:
             for i, (ns, ip) in enumerate(zip(self.names, self.ips, strict=True))
         ]
 
-    def _rules(self, i: int, action: str) -> list[list[str]]:
+    def _rules(self, i: int, action: str, ports: tuple[int, ...]) -> list[list[str]]:
         cmds = []
         for j, peer in enumerate(self.ips):
             if j == i:
                 continue
-            cmds.append(["iptables", action, "INPUT", "-s", peer, "-j", "DROP"])
-            cmds.append(["iptables", action, "OUTPUT", "-d", peer, "-j", "DROP"])
-        return [["ip", "netns", "exec", self.names[i], *c] for c in cmds]
+            if not ports:
+                cmds.append(["INPUT", "-s", peer])
+                cmds.append(["OUTPUT", "-d", peer])
+            for port in ports:
+                # Both ends of every connection on that port: the node's listener and its own
+                # connections to the peers' listener (all nodes use the same ports).
+                for flag in ("--dport", "--sport"):
+                    cmds.append(["INPUT", "-s", peer, "-p", "tcp", flag, str(port)])
+                    cmds.append(["OUTPUT", "-d", peer, "-p", "tcp", flag, str(port)])
+        ns = self.names[i]
+        return [["ip", "netns", "exec", ns, "iptables", action, *c, "-j", "DROP"] for c in cmds]
 
-    async def isolate(self, i: int) -> None:
-        """Drop every packet between node ``i`` and the other nodes (clients still reach it)."""
-        for cmd in self._rules(i, "-I"):
+    async def isolate(self, i: int, ports: tuple[int, ...] = ()) -> None:
+        """Drop every packet between node ``i`` and the other nodes, or only those of
+        connections on ``ports`` (to cut off its broker but not its nats-server); this host's
+        clients still reach it."""
+        for cmd in self._rules(i, "-I", ports):
             await _arun(cmd)
-        self.isolated.add(i)
+        self.isolated[i] = ports
 
     async def heal(self, i: int) -> None:
         """Remove the rules :meth:`isolate` added."""
-        for cmd in self._rules(i, "-D"):
+        for cmd in self._rules(i, "-D", self.isolated.pop(i)):
             await _arun(cmd)
-        self.isolated.discard(i)
 
     async def drop_rules(self, i: int) -> int:
         """How many DROP rules node ``i``'s namespace holds (for the tests of this module)."""

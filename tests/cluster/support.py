@@ -70,3 +70,30 @@ async def wait_stream_whole(
                 return last
         await asyncio.sleep(0.25)
     return last
+
+
+async def wait_topics_everywhere(bootstrap: str, topics: list[str], timeout: float = 60) -> None:
+    """Wait until EVERY broker's metadata has the topics: a new topic reaches the brokers one
+    by one, and a client that asks another broker right after the creation is told it does
+    not exist."""
+    from aiokafka.protocol.metadata import MetadataRequest
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000)
+    await admin.start()
+    try:
+        nodes = [b.nodeId for b in admin._client.cluster.brokers()]
+        deadline = time.monotonic() + timeout
+        for node in nodes:
+            while True:
+                resp = await admin._client.send(node, MetadataRequest(topics))
+                known = {
+                    t["topic"]
+                    for t in resp.to_object()["topics"]
+                    if t["error_code"] == 0 and t["partitions"]
+                }
+                if known >= set(topics):
+                    break
+                assert time.monotonic() < deadline, f"broker {node} does not know {topics}"
+                await asyncio.sleep(0.2)
+    finally:
+        await admin.close()
