@@ -199,6 +199,18 @@ def ensure_kafka_jars(cfg: InfraConfig) -> Path:
 # ---------------------------------------------------------------- processes
 
 
+def new_cluster_id() -> str:
+    """A random KRaft cluster id (22 characters of URL-safe base64).
+
+    Never starting with "-", as Kafka's own Uuid.randomUuid() ensures: the storage tool's
+    argument parser reads such an id as an option and refuses to format (1 start in 64).
+    """
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cid.startswith("-"):
+            return cid
+
+
 class KafkaProcess:
     """One single-node KRaft Kafka broker+controller."""
 
@@ -215,7 +227,7 @@ class KafkaProcess:
         #: Command prefix, e.g. ``ip netns exec NS`` to run the broker as a separate host.
         self.prefix: list[str] = []
         #: Shared by every node of a cluster; a fresh one for a single node.
-        self.cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        self.cluster_id = new_cluster_id()
 
     @property
     def bootstrap(self) -> str:
