@@ -110,6 +110,14 @@ class NetLab:
     def destroy(self) -> None:
         """Remove everything :meth:`create` made (the veths go with their namespaces)."""
         errors = []
+        # Deleting a namespace frees its veths asynchronously (kernel cleanup work); deleting
+        # each pair from this side is immediate.
+        for veth in self._veths:
+            try:
+                _run("ip", "link", "del", veth)
+            except NetnsError as exc:
+                if "Cannot find device" not in str(exc):
+                    errors.append(str(exc))
         for ns in self.names:
             try:
                 _run("ip", "netns", "del", ns)

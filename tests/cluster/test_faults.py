@@ -363,10 +363,15 @@ async def run_faults(
             flush=True,
         )
         bad = [v for v in verdicts if v.duplicates or v.missing or v.out_of_order]
-        assert not bad, f"seed {seed}: delivery broken: " + "; ".join(
-            f"{v.asset}: dup={v.duplicates[:5]} missing={v.missing[:5]}({len(v.missing)}) "
-            f"disorder={v.out_of_order[:3]}"
-            for v in bad
+        assert not bad, (
+            f"seed {seed}: delivery broken: "
+            + "; ".join(
+                f"{v.asset}: dup={v.duplicates[:5]} missing={v.missing[:5]}({len(v.missing)}) "
+                f"disorder={v.out_of_order[:3]}"
+                for v in bad
+            )
+            + "\nwhen the disorder arrived: "
+            + "; ".join(_when_disordered(followers, results))
         )
         assert disorder == 0 and resets == 0
     finally:
@@ -375,6 +380,20 @@ async def run_faults(
             if c.proc is not None and c.proc.returncode is None:  # pragma: no cover
                 c.proc.kill()
     return results
+
+
+def _when_disordered(followers: list[TimedFollower], results: list[FaultResult]) -> list[str]:
+    """For each event that arrived after a later one, the last fault struck before it."""
+    out = []
+    for f in followers:
+        for i in range(1, len(f.seqs)):
+            if f.seqs[i] >= f.seqs[i - 1] or i >= len(f.times):
+                continue
+            t = f.times[i]
+            last = [r for r in results if r.started <= t]
+            after = f"{t - last[-1].started:.1f}s after {last[-1].name}" if last else "before"
+            out.append(f"{f.asset} seq {f.seqs[i]} after {f.seqs[i - 1]}: {after}")
+    return out[:20]
 
 
 def _log_dir(tmp_path: Path) -> Path:

@@ -9,6 +9,7 @@ import subprocess
 
 import nats
 import pytest
+from nats.js.errors import ServiceUnavailableError
 
 from compose import local_cluster, local_infra
 from tests.cluster import netns
@@ -71,15 +72,25 @@ async def test_replicated_stream_keeps_a_leader_across_an_isolation(
     nc = await nats.connect(host_cluster.nats_urls[1])
     try:
         js = nc.jetstream()
-        await js.add_stream(name="T_LAB", subjects=["lab.>"], num_replicas=3)
+        # The previous test's heal may still be electing a meta leader (503 until then).
+        for attempt in range(120):
+            try:
+                await js.add_stream(name="T_LAB", subjects=["lab.>"], num_replicas=3)
+                break
+            except ServiceUnavailableError:
+                assert attempt < 119, "JetStream stayed unavailable for 60 s"
+                await asyncio.sleep(0.5)
         leader, current = await wait_stream_whole(js, "T_LAB", 2, 60)
         assert leader and current == 2
         victim = int(leader.removeprefix("ofa-n")) - 1
+        # Ask the majority side: the cut-off node cannot know who leads now.
+        peer = await nats.connect(host_cluster.nats_urls[(victim + 1) % 3])
         await lab.isolate(victim)
         try:
+            pjs = peer.jetstream()
 
             async def other_leader() -> str | None:
-                with_leader = await wait_stream_whole(js, "T_LAB", 1, 1)
+                with_leader = await wait_stream_whole(pjs, "T_LAB", 1, 1)
                 return with_leader[0] if with_leader[0] not in (None, leader) else None
 
             new = None
@@ -88,10 +99,11 @@ async def test_replicated_stream_keeps_a_leader_across_an_isolation(
                 if new:
                     break
             assert new, f"no new leader while {leader} was cut off"
-            ack = await js.publish("lab.x", b"during", timeout=10)
+            ack = await pjs.publish("lab.x", b"during", timeout=10)
             assert ack.seq >= 1
         finally:
             await lab.heal(victim)
+            await peer.close()
         leader2, current2 = await wait_stream_whole(js, "T_LAB", 2, 90)
         assert leader2 and current2 == 2, "the healed node did not catch up"
     finally:
