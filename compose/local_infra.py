@@ -21,7 +21,9 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import ClassVar
 
 import msgspec
 
@@ -189,13 +191,80 @@ def ensure_kafka_jars(cfg: InfraConfig) -> Path:
 # ---------------------------------------------------------------- processes
 
 
-class KafkaProcess:
-    """One single-node KRaft Kafka broker+controller."""
+class _LocalServer:
+    """What the local Kafka and nats-server share: a work directory, a detached child writing
+    its own log, a start-up wait that reports the log when the child dies, stop and kill."""
+
+    #: Name of the work subdirectory and of the log file in it.
+    name: ClassVar[str]
+    #: What start-up messages call the server.
+    label: ClassVar[str]
 
     def __init__(self, cfg: InfraConfig) -> None:
         self.cfg = cfg
-        self.dir = Path(cfg.work_dir) / "kafka"
+        self.dir = Path(cfg.work_dir) / self.name
         self.pid: int | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def _launch(self, cmd: list[str]) -> None:
+        """Start ``cmd`` in its own session (it outlives this process), logging to the log file."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        logf = open(self.dir / f"{self.name}.log", "ab")  # noqa: SIM115 - handed to the child
+        self._proc = subprocess.Popen(
+            cmd,
+            stdout=logf,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        logf.close()
+        self.pid = self._proc.pid
+
+    async def _wait_answer(
+        self, port: int, probe: Callable[[], Awaitable[None]], timeout: float, poll: float
+    ) -> None:
+        """Call ``probe`` once ``port`` is open until it returns; InfraError at ``timeout``."""
+        deadline = time.monotonic() + timeout
+        last = ""
+        while time.monotonic() < deadline:
+            if self.pid is not None and not pid_alive(self.pid):
+                raise InfraError(
+                    f"{self.label} exited during start-up; log tail:\n{self.log_tail()}"
+                )
+            if port_open(port):
+                try:
+                    await probe()
+                    return
+                except Exception as exc:
+                    last = f"{type(exc).__name__}: {exc}"
+            await asyncio.sleep(poll)
+        raise InfraError(
+            f"{self.label} did not answer within {timeout}s ({last}); log tail:\n{self.log_tail()}"
+        )
+
+    def log_tail(self, lines: int = 30) -> str:
+        """The last ``lines`` lines of the server's log."""
+        path = self.dir / f"{self.name}.log"
+        if not path.exists():
+            return "(no log)"
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """SIGTERM, wait, then SIGKILL."""
+        stop_pid(self.pid, timeout)
+        self.pid = None
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would."""
+        stop_pid(self.pid, 5.0, sig=signal.SIGKILL)
+        self.pid = None
+
+
+class KafkaProcess(_LocalServer):
+    """One single-node KRaft Kafka broker+controller."""
+
+    name = "kafka"
+    label = "Kafka"
 
     @property
     def bootstrap(self) -> str:
@@ -274,8 +343,7 @@ class KafkaProcess:
             )
             if fmt.returncode != 0:
                 raise InfraError(f"kafka storage format failed:\n{fmt.stdout}{fmt.stderr}")
-        logf = open(self.dir / "kafka.log", "ab")  # noqa: SIM115 - handed to the child
-        proc = subprocess.Popen(
+        self._launch(
             [
                 java,
                 f"-Xmx{self.cfg.kafka_heap}",
@@ -288,47 +356,23 @@ class KafkaProcess:
                 cp,
                 "kafka.Kafka",
                 str(config),
-            ],
-            stdout=logf,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
+            ]
         )
-        logf.close()
-        self.pid = proc.pid
 
     async def wait_ready(self, timeout: float = 90.0) -> None:
         """Wait until the broker answers a metadata request."""
+        await self._wait_answer(self.cfg.kafka_port, self._describe_cluster, timeout, 0.3)
+
+    async def _describe_cluster(self) -> None:
         from aiokafka.admin import AIOKafkaAdminClient
 
-        deadline = time.monotonic() + timeout
-        last = ""
-        while time.monotonic() < deadline:
-            if self.pid is not None and not pid_alive(self.pid):
-                raise InfraError(f"Kafka exited during start-up; log tail:\n{self.log_tail()}")
-            if port_open(self.cfg.kafka_port):
-                admin = AIOKafkaAdminClient(
-                    bootstrap_servers=self.bootstrap, request_timeout_ms=5000
-                )
-                try:
-                    await admin.start()
-                    await admin.describe_cluster()
-                    return
-                except Exception as exc:
-                    last = f"{type(exc).__name__}: {exc}"
-                finally:
-                    with contextlib.suppress(Exception):
-                        await admin.close()
-            await asyncio.sleep(0.3)
-        raise InfraError(
-            f"Kafka did not answer within {timeout}s ({last}); log tail:\n{self.log_tail()}"
-        )
-
-    def log_tail(self, lines: int = 30) -> str:
-        path = self.dir / "kafka.log"
-        if not path.exists():
-            return "(no log)"
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=5000)
+        try:
+            await admin.start()
+            await admin.describe_cluster()
+        finally:
+            with contextlib.suppress(Exception):
+                await admin.close()
 
 
 def nats_server_binary() -> str:
@@ -342,14 +386,11 @@ def nats_server_binary() -> str:
     return found
 
 
-class NatsProcess:
+class NatsProcess(_LocalServer):
     """One nats-server with JetStream, file storage in the work directory."""
 
-    def __init__(self, cfg: InfraConfig) -> None:
-        self.cfg = cfg
-        self.dir = Path(cfg.work_dir) / "nats"
-        self.pid: int | None = None
-        self._proc: subprocess.Popen[bytes] | None = None
+    name = "nats"
+    label = "nats-server"
 
     @property
     def url(self) -> str:
@@ -362,7 +403,6 @@ class NatsProcess:
     def start(self) -> None:
         """Launch nats-server in its own session."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        logf = open(self.dir / "nats.log", "ab")  # noqa: SIM115 - handed to the child
         conf = self.dir / "nats.conf"
         conf.write_text(
             f'server_name: "ofa-local"\nhost: "127.0.0.1"\nport: {self.cfg.nats_port}\n'
@@ -371,57 +411,22 @@ class NatsProcess:
             "max_payload: 2MB\n"
             f'jetstream {{\n  store_dir: "{self.dir / "store"}"\n}}\n'
         )
-        self._proc = subprocess.Popen(
-            [nats_server_binary(), "-c", str(conf)],
-            stdout=logf,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        logf.close()
-        self.pid = self._proc.pid
+        self._launch([nats_server_binary(), "-c", str(conf)])
 
     async def wait_ready(self, timeout: float = 30.0) -> None:
         """Wait until a client connects and JetStream answers account info."""
+        await self._wait_answer(self.cfg.nats_port, self._account_info, timeout, 0.1)
+
+    async def _account_info(self) -> None:
         import nats
 
-        deadline = time.monotonic() + timeout
-        last = ""
-        while time.monotonic() < deadline:
-            if self.pid is not None and not pid_alive(self.pid):
-                raise InfraError(
-                    f"nats-server exited during start-up; log tail:\n{self.log_tail()}"
-                )
-            if port_open(self.cfg.nats_port):
-                try:
-                    nc = await nats.connect(
-                        self.url, connect_timeout=2, allow_reconnect=False, max_reconnect_attempts=0
-                    )
-                    try:
-                        await nc.jetstream().account_info()
-                        return
-                    finally:
-                        await nc.close()
-                except Exception as exc:
-                    last = f"{type(exc).__name__}: {exc}"
-            await asyncio.sleep(0.1)
-        raise InfraError(f"nats-server did not answer within {timeout}s ({last})")
-
-    def log_tail(self, lines: int = 30) -> str:
-        path = self.dir / "nats.log"
-        if not path.exists():
-            return "(no log)"
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-
-    def stop(self, timeout: float = 15.0) -> None:
-        """SIGTERM, wait, then SIGKILL."""
-        stop_pid(self.pid, timeout)
-        self.pid = None
-
-    def kill(self) -> None:
-        """SIGKILL, as a crash would."""
-        stop_pid(self.pid, 5.0, sig=signal.SIGKILL)
-        self.pid = None
+        nc = await nats.connect(
+            self.url, connect_timeout=2, allow_reconnect=False, max_reconnect_attempts=0
+        )
+        try:
+            await nc.jetstream().account_info()
+        finally:
+            await nc.close()
 
 
 def stop_pid(pid: int | None, timeout: float = 30.0, sig: int = signal.SIGTERM) -> None:
