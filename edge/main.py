@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 from typing import Any
 
 import msgspec
@@ -17,7 +16,7 @@ from ofa_contract.auth import AuthSettings
 from ofa_contract.layout import Layout
 from ofa_contract.runtime.serve import build_server as build_uvicorn
 from ofa_contract.runtime.serve import run_uvicorn
-from ofa_contract.settings import CommonSettings, from_env, settings_help
+from ofa_contract.settings import CommonSettings, from_env, settings_parser
 
 #: uvicorn options of an edge: a burst of reconnecting clients (an edge died) must not find the
 #: listen queue full; idle keep-alive connections are not worth holding.
@@ -50,11 +49,7 @@ def build_server(
 
 def main(argv: list[str]) -> int:
     """Entry point of `ofa-serving edge`."""
-    parser = argparse.ArgumentParser(
-        prog="ofa-serving edge",
-        description=settings_help(EdgeSettings, "Run one SSE edge node."),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = settings_parser("ofa-serving edge", EdgeSettings, "Run one SSE edge node.")
     parser.add_argument("--host", help="override EDGE_HOST")
     parser.add_argument("--port", type=int, help="override EDGE_PORT")
     args = parser.parse_args(argv)

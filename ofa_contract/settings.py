@@ -16,6 +16,7 @@ Optional class variables:
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 from collections.abc import Mapping
@@ -192,6 +193,16 @@ def settings_help(cls: type[msgspec.Struct], what: str = "") -> str:
     rows = "\n".join(f"  {var} (default {default})" for var, default, _ in describe(cls))
     where = f"{prefix}* variables" if prefix else "variables"
     return f"{head}Settings come from {where} (see compose/ENVIRONMENT.md):\n{rows}"
+
+
+def settings_parser(prog: str, cls: type[msgspec.Struct], what: str) -> argparse.ArgumentParser:
+    """The argument parser of ``ofa-serving <command>``, its ``--help`` in :func:`settings_help`'s
+    style; the caller adds the options the command takes besides its environment variables."""
+    return argparse.ArgumentParser(
+        prog=prog,
+        description=settings_help(cls, what),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
 
 
 def deprecated_aliases(cls: type[msgspec.Struct]) -> dict[str, str]:
