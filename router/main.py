@@ -12,7 +12,7 @@ from ofa_contract.auth import AuthSettings
 from ofa_contract.layout import Layout
 from ofa_contract.runtime import cancel_and_wait, get_logger
 from ofa_contract.runtime.serve import build_server, serve
-from ofa_contract.settings import CommonSettings, from_env, settings_parser
+from ofa_contract.settings import CommonSettings, from_env, settings_parser, with_listen_args
 from router.app import create_app, create_asset_router_app
 from router.service import RouterService
 from router.settings import RouterSettings
@@ -22,16 +22,14 @@ log = get_logger("router", __name__)
 
 def main(argv: list[str]) -> int:
     """Run the router until SIGTERM/SIGINT; open streams get ``ROUTER_SHUTDOWN_GRACE_S``."""
-    parser = settings_parser("ofa-serving router", RouterSettings, "Public HTTP router.")
-    parser.add_argument("--host", help="overrides ROUTER_HOST")
-    parser.add_argument("--port", type=int, help="overrides ROUTER_PORT")
-    args = parser.parse_args(argv)
-    settings = from_env(RouterSettings)
+    parser = settings_parser(
+        "ofa-serving router", RouterSettings, "Public HTTP router.", listen=True
+    )
+    settings = with_listen_args(from_env(RouterSettings), parser.parse_args(argv))
     service = RouterService(
         settings, from_env(CommonSettings), Layout.from_env(), from_env(AuthSettings)
     )
-    port = args.port if args.port is not None else settings.port
-    servers = build_servers(service, args.host or settings.host, port)
+    servers = build_servers(service, settings.host, settings.port)
     with asyncio.Runner(loop_factory=servers[0].config.get_loop_factory()) as runner:
         return runner.run(serve_router(servers))
 
