@@ -3,8 +3,9 @@
 - ``ofa_assets``: input, written by OpenFactory (key = asset uuid, value = JSON).
 - ``asset_stream_<group>``: one derived topic per group (see
   :func:`ofa_contract.naming.group_topic`); key = asset uuid, value = the original bytes,
-  original headers plus :data:`H_SRC_TOPIC`, :data:`H_SRC_PARTITION`, :data:`H_SRC_OFFSET`,
-  :data:`H_GROUP`.
+  timestamp = the source record's, original headers plus :data:`H_SRC_TOPIC`,
+  :data:`H_SRC_PARTITION`, :data:`H_SRC_OFFSET`, :data:`H_GROUP` and
+  ``KafkaHeaders.SRC_TIMESTAMP_TYPE``.
 - ``ofa_groups``: compacted; key = group name (UTF-8), value :class:`GroupAnnouncement` JSON.
   Announces every group the splitter has created a topic for.
 - ``ofa_splitter_assets``: compacted changelog of the splitter's asset -> group table; key = asset

@@ -95,6 +95,8 @@ log = get_logger("splitter", __name__)
 H_TRUNCATED = "ofa-truncated-from"
 
 _enc = msgspec.json.Encoder()
+#: H.SRC_TIMESTAMP_TYPE values, indexed by "is LogAppendTime".
+_TS_TYPES = (b"0", b"1")
 
 
 class SplitterError(RuntimeError):
@@ -427,8 +429,17 @@ class Splitter:
                 headers.append((H.SRC_PARTITION, src_part))
                 headers.append((H.SRC_OFFSET, str(rec.offset).encode()))
                 headers.append((H.GROUP, group.encode()))
+                headers.append((H.SRC_TIMESTAMP_TYPE, _TS_TYPES[rec.timestamp_type == 1]))
+                # The source record's time, not ours: the bridge reports it as OpenFactory's
+                # forwarder reports the ofa_assets record's (``attributes.kafka_timestamp``).
                 cycle.sent.append(
-                    await producer.send(topic, rec.value, key=rec.key, headers=headers)
+                    await producer.send(
+                        topic,
+                        rec.value,
+                        key=rec.key,
+                        headers=headers,
+                        timestamp_ms=rec.timestamp if rec.timestamp >= 0 else None,
+                    )
                 )
                 cycle.out[group] = cycle.out.get(group, 0) + 1
 
@@ -489,7 +500,9 @@ class Splitter:
             topic,
             s.topic_partitions,
             s.topic_replication,
-            {"retention.ms": str(s.topic_retention_ms)},
+            # CreateTime explicitly: a broker defaulting to LogAppendTime would overwrite the
+            # source timestamps the derived records carry.
+            {"retention.ms": str(s.topic_retention_ms), "message.timestamp.type": "CreateTime"},
         )
         await self._track(part, topic)
         ann = GroupAnnouncement(
