@@ -1,11 +1,12 @@
 """The splitter: ``ofa_assets`` -> ``asset_stream_<group>``, exactly once.
 
 Consume-transform-produce in Kafka transactions. Each input record goes, byte for byte, to the
-derived topic of its asset's group (key = asset uuid, original headers plus the source
-coordinates and the group); a record that breaks the contract goes to the dead-letter topic
-instead. Derived records, changelog updates, group announcements, dead letters and the input
-offsets of one cycle are committed in one transaction per input partition, so a crash at any
-point leaves every input record in exactly one output, exactly once, for read_committed readers.
+derived topic of its asset's group (key = asset uuid, the source record's timestamp, original
+headers plus the source coordinates, the source's timestamp type and the group); a record
+that breaks the contract goes to the dead-letter topic instead. Derived records, changelog
+updates, group announcements, dead letters and the input offsets of one cycle are committed in
+one transaction per input partition, so a crash at any point leaves every input record in
+exactly one output, exactly once, for read_committed readers.
 
 Transactional ids and fencing
 -----------------------------
