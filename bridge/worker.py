@@ -31,7 +31,7 @@ from bridge.stream_setup import ensure_streams
 from bridge.tracker import Entry, PartitionTracker
 from ofa_contract import openfactory
 from ofa_contract.events import BadRecord, decode_record
-from ofa_contract.layout import Layout, NatsHeaders
+from ofa_contract.layout import KafkaHeaders, Layout, NatsHeaders
 from ofa_contract.runtime import BackgroundTasks, Backoff, get_logger, wait_for_service
 from ofa_contract.runtime.rebalance import GuardedRebalanceListener
 from ofa_contract.settings import CommonSettings
@@ -255,7 +255,11 @@ class BridgeWorker:
             )
             return Entry(tr, rec.offset, "", b"", b"")
         headers: dict[str, str] = {}
+        ts_type = rec.timestamp_type
         for k, v in rec.headers or ():
+            if k == KafkaHeaders.SRC_TIMESTAMP_TYPE and v in (b"0", b"1"):
+                # The timestamp is the source record's (the splitter copies it): so is its type.
+                ts_type = int(v)
             key = _HEADER_KEY_BAD.sub("_", k.strip()) if k else ""
             # Nats-* headers steer JetStream (rollups, expectations): never taken from input.
             if key and not key.lower().startswith("nats-"):
@@ -273,7 +277,7 @@ class BridgeWorker:
             encode_headers(headers),
             ev.asset_uuid,
             rec.timestamp,
-            rec.timestamp_type,
+            ts_type,
         )
 
     def _subject(self, asset: str, item: str) -> str:

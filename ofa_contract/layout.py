@@ -174,6 +174,10 @@ class KafkaHeaders:
     SRC_OFFSET: Final = "ofa-src-offset"
     #: The group a derived record belongs to.
     GROUP: Final = "ofa-group"
+    #: Derived topics: Kafka's timestamp type of the source record (``0`` CreateTime, ``1``
+    #: LogAppendTime). The derived record carries the source's timestamp but is itself always
+    #: CreateTime, so this says whether that time was the producer's or the broker's.
+    SRC_TIMESTAMP_TYPE: Final = "ofa-src-timestamp-type"
     #: DLQ: the ``BadRecord.kind`` code and the human-readable reason.
     ERROR_KIND: Final = "ofa-error-kind"
     ERROR: Final = "ofa-error"

@@ -3,8 +3,9 @@
 - ``ofa_assets``: input, written by OpenFactory (key = asset uuid, value = JSON).
 - ``asset_stream_<group>``: one derived topic per group (see
   :func:`ofa_contract.naming.group_topic`); key = asset uuid, value = the original bytes,
-  original headers plus :data:`H_SRC_TOPIC`, :data:`H_SRC_PARTITION`, :data:`H_SRC_OFFSET`,
-  :data:`H_GROUP`.
+  timestamp = the source record's, original headers plus :data:`H_SRC_TOPIC`,
+  :data:`H_SRC_PARTITION`, :data:`H_SRC_OFFSET`, :data:`H_GROUP` and
+  ``KafkaHeaders.SRC_TIMESTAMP_TYPE``.
 - ``ofa_groups``: compacted; key = group name (UTF-8), value :class:`GroupAnnouncement` JSON.
   Announces every group the splitter has created a topic for.
 - ``ofa_splitter_assets``: compacted changelog of the splitter's asset -> group table; key = asset
@@ -77,7 +78,8 @@ def decode_announcement(value: bytes) -> GroupAnnouncement:
         raise BadCompactedRecord(f"bad group announcement: {exc}") from None
 
 
-def _record_key(key: bytes | None) -> str:
+def compacted_key(key: bytes | None) -> str:
+    """The key of a compacted-topic record as text; :class:`BadCompactedRecord` when missing."""
     if key is None:
         raise BadCompactedRecord("compacted record without a key")
     return key.decode("utf-8", "replace")
@@ -86,8 +88,10 @@ def _record_key(key: bytes | None) -> str:
 def fold_changelog(table: dict[str, str], key: bytes | None, value: bytes | None) -> bool:
     """Apply one ``ofa_splitter_assets`` record to an asset -> group table (a tombstone removes
     the asset). True when the table changed; :class:`BadCompactedRecord` for a bad record, which
-    the caller counts and skips. The splitter's restore and the router's index both use it."""
-    asset = _record_key(key)
+    the caller counts and skips. The splitter's restore uses it; the router's index, which merges
+    several changelog partitions' entries by ``updated_ms``, builds on :func:`compacted_key` and
+    :func:`decode_asset_group` instead."""
+    asset = compacted_key(key)
     if value is None:
         return table.pop(asset, None) is not None
     group = decode_asset_group(value).group
@@ -101,7 +105,7 @@ def fold_announcement(
 ) -> bool:
     """Apply one ``ofa_groups`` record to a group -> announcement table (tombstone removes).
     True when the table changed; :class:`BadCompactedRecord` for a bad record."""
-    name = _record_key(key)
+    name = compacted_key(key)
     if value is None:
         return groups.pop(name, None) is not None
     ann = decode_announcement(value)

@@ -26,11 +26,12 @@ from ofa_contract.runtime import cancel_and_wait, get_logger
 from ofa_contract.topics import (
     BadCompactedRecord,
     GroupAnnouncement,
+    compacted_key,
     decode_asset_group,
     fold_announcement,
 )
 
-log = get_logger("router", __name__)
+log = get_logger("router", "group_index")
 
 #: How often the reader looks for topics or partitions that appeared since the last look.
 METADATA_REFRESH_S = 5.0
@@ -205,9 +206,7 @@ class GroupIndex:
         self.records += 1
         try:
             if topic == self.changelog_topic:
-                if key is None:
-                    raise BadCompactedRecord("compacted record without a key")
-                return self._apply_asset(key.decode("utf-8", "replace"), value, partition)
+                return self._apply_asset(compacted_key(key), value, partition)
             return fold_announcement(self._groups, key, value)
         except BadCompactedRecord as exc:
             self.bad_records += 1

@@ -1,11 +1,12 @@
 """The splitter: ``ofa_assets`` -> ``asset_stream_<group>``, exactly once.
 
 Consume-transform-produce in Kafka transactions. Each input record goes, byte for byte, to the
-derived topic of its asset's group (key = asset uuid, original headers plus the source
-coordinates and the group); a record that breaks the contract goes to the dead-letter topic
-instead. Derived records, changelog updates, group announcements, dead letters and the input
-offsets of one cycle are committed in one transaction per input partition, so a crash at any
-point leaves every input record in exactly one output, exactly once, for read_committed readers.
+derived topic of its asset's group (key = asset uuid, the source record's timestamp, original
+headers plus the source coordinates, the source's timestamp type and the group); a record
+that breaks the contract goes to the dead-letter topic instead. Derived records, changelog
+updates, group announcements, dead letters and the input offsets of one cycle are committed in
+one transaction per input partition, so a crash at any point leaves every input record in
+exactly one output, exactly once, for read_committed readers.
 
 Transactional ids and fencing
 -----------------------------
@@ -95,6 +96,8 @@ log = get_logger("splitter", __name__)
 H_TRUNCATED = "ofa-truncated-from"
 
 _enc = msgspec.json.Encoder()
+#: H.SRC_TIMESTAMP_TYPE values, indexed by "is LogAppendTime".
+_TS_TYPES = (b"0", b"1")
 
 
 class SplitterError(RuntimeError):
@@ -427,8 +430,17 @@ class Splitter:
                 headers.append((H.SRC_PARTITION, src_part))
                 headers.append((H.SRC_OFFSET, str(rec.offset).encode()))
                 headers.append((H.GROUP, group.encode()))
+                headers.append((H.SRC_TIMESTAMP_TYPE, _TS_TYPES[rec.timestamp_type == 1]))
+                # The source record's time, not ours: the bridge reports it as OpenFactory's
+                # forwarder reports the ofa_assets record's (``attributes.kafka_timestamp``).
                 cycle.sent.append(
-                    await producer.send(topic, rec.value, key=rec.key, headers=headers)
+                    await producer.send(
+                        topic,
+                        rec.value,
+                        key=rec.key,
+                        headers=headers,
+                        timestamp_ms=rec.timestamp if rec.timestamp >= 0 else None,
+                    )
                 )
                 cycle.out[group] = cycle.out.get(group, 0) + 1
 
@@ -489,7 +501,9 @@ class Splitter:
             topic,
             s.topic_partitions,
             s.topic_replication,
-            {"retention.ms": str(s.topic_retention_ms)},
+            # CreateTime explicitly: a broker defaulting to LogAppendTime would overwrite the
+            # source timestamps the derived records carry.
+            {"retention.ms": str(s.topic_retention_ms), "message.timestamp.type": "CreateTime"},
         )
         await self._track(part, topic)
         ann = GroupAnnouncement(

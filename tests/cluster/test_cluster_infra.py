@@ -12,13 +12,13 @@ from typing import Any
 import msgspec
 import nats
 import pytest
-from router.splitter_settings import SplitterSettings
-from router.splitter_topics import TopicAdmin
 
 from bridge.settings import BridgeSettings
 from bridge.stream_setup import ensure_registry, ensure_streams
 from compose import local_cluster, local_infra
 from ofa_contract.settings import from_env
+from splitter.settings import SplitterSettings
+from splitter.topic_admin import TopicAdmin
 from tests.cluster.support import (
     describe_topic,
     free_port_block,

@@ -29,7 +29,6 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from nats.js.api import KeyValueConfig
 from nats.js.errors import BadRequestError
-from router.splitter_settings import SplitterSettings
 
 from bridge.settings import BridgeSettings
 from bridge.stream_setup import ensure_registry, ensure_streams
@@ -38,6 +37,7 @@ from compose.simulator import Factory, simulate
 from edge.settings import EdgeSettings
 from ofa_contract import streams
 from ofa_contract.settings import from_env
+from splitter.settings import SplitterSettings
 from tests.cluster.conftest import node_logs
 from tests.cluster.faults import (
     JS_STREAMS,

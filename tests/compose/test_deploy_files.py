@@ -68,8 +68,10 @@ def test_env_names_exist_and_convert(name: str) -> None:
             port = getattr(settings, port_field)
             check = " ".join(svc["healthcheck"]["test"])
             assert f":{port}/health" in check, f"{sname}: healthcheck on the wrong port"
+            # The router also publishes OpenFactory's asset-router port when it serves one.
+            served = {str(port), str(getattr(settings, "asset_router_port", 0))}
             for mapping in svc.get("ports", []):
-                assert str(mapping).split(":")[-1] == str(port), f"{sname}: port mapping {mapping}"
+                assert str(mapping).split(":")[-1] in served, f"{sname}: port mapping {mapping}"
         assert env.get("KAFKA_BOOTSTRAP_SERVERS") == "kafka:9092"
         assert env.get("NATS_URL") == "nats://nats:4222"
 
@@ -116,9 +118,40 @@ def test_compose_cross_references() -> None:
                 assert src in declared
             else:
                 assert (COMPOSE / src).exists(), f"mounted file {src} missing"
-    # Redirects go through nginx's published port.
+    # Redirects (ROUTER_MODE=redirect) go through nginx's published port.
     nginx_port = services["nginx"]["ports"][0].split(":")[0]
     assert env_of(services["router"])["ROUTER_REDIRECT_BASE"].endswith(f":{nginx_port}")
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "docker-compose.yml",
+        "swarm-stack.yml",
+        "docker-compose.cluster.yml",
+        "swarm-stack.cluster.yml",
+    ],
+)
+def test_router_proxies_and_serves_openfactory_clients(name: str) -> None:
+    services = load(name)["services"]
+    router_env = env_of(services["router"])
+    router = from_env(*envdoc.settings_struct("router"), environ=router_env)
+    # The default (proxy) mode: the router reaches the edges at the URL they register, which
+    # must be an address inside the stack (nginx's container port), not a public one.
+    assert router.mode == "proxy"
+    edge_url = env_of(services["edge"])["EDGE_PUBLIC_URL"]
+    nginx_conf = (COMPOSE / "nginx.conf").read_text()
+    listen = re.search(r"^\s*listen\s+(\d+);", nginx_conf, re.M)
+    assert listen is not None and edge_url == f"http://nginx:{listen.group(1)}"
+    # OpenFactory's clients: the asset router on 8002, published, answering a NATS URL that
+    # reaches the published NATS port from outside (not the in-stack NATS_URL).
+    assert router.asset_router_port == 8002
+    assert "8002:8002" in services["router"]["ports"]
+    nats = services["nats-1" if "cluster" in name else "nats"]
+    assert "4222:4222" in nats["ports"]
+    nats_url = router_env["ROUTER_ASSET_NATS_URL"]
+    assert nats_url.startswith("nats://") and nats_url.endswith(":4222")
+    assert nats_url != router_env["NATS_URL"]
 
 
 def test_swarm_stack() -> None:

@@ -39,7 +39,7 @@ from ofa_contract.auth import AuthSettings
 from tests.edge.conftest import running_edge
 from tests.edge.publisher import Publisher
 from tests.helpers import Endpoints
-from tests.router.harness import Stack
+from tests.router.harness import real_edge_stack
 
 ASSET = "FUZZ-1"
 GROUP = "Fuzz Shop.1"
@@ -169,39 +169,31 @@ async def test_fuzz_edge(nats_private: NatsProcess) -> None:
 async def test_fuzz_router(
     infra: Endpoints, nats_private: NatsProcess, unique: str, mode: str
 ) -> None:
-    stack = Stack(infra.kafka, nats_private.url, unique)
-    await stack.setup_data(buckets=False)
-    pub = await Publisher.connect(nats_private.url)
-    try:
+    async with real_edge_stack(infra.kafka, nats_private.url, unique, ASSET, GROUP, mode=mode) as (
+        stack,
+        pub,
+    ):
         await _publish_history(pub)
-        async with running_edge(nats_private.url, id=f"edge-{unique}"):
-            await stack.set_group(ASSET, GROUP)
-            await stack.start_router(mode=mode)
-            await stack.wait_group(ASSET, GROUP)
-            await stack.wait_edges(1)
-            schema = await asyncio.to_thread(
-                schemathesis.openapi.from_url, f"{stack.url}/schema/openapi.json"
+        schema = await asyncio.to_thread(
+            schemathesis.openapi.from_url, f"{stack.url}/schema/openapi.json"
+        )
+        ops = {f"{r.ok().method.upper()} {r.ok().path}" for r in schema.get_all_operations()}
+        assert {"GET /asset_stream", "GET /asset_state", "GET /groups"} <= ops, ops
+        seen = await asyncio.to_thread(_fuzz, schema, stack.url, {"asset_uuid": ASSET})
+        # Names longer than a NATS protocol line: answered, and NATS still works afterwards.
+        async with httpx.AsyncClient(base_url=stack.url, timeout=10) as c:
+            for path in ("/asset_state", "/asset_stream"):
+                r = await c.get(f"{path}?asset_uuid={'A' * 6000}")
+                assert 400 <= r.status_code < 500, (path, r.status_code, r.text[:200])
+                assert r.json()["detail"]
+            r = await c.get(f"/asset_state?asset_uuid={ASSET}")
+            assert r.status_code == 200, r.text
+        assert seen.get("2xx", 0) >= 5 and seen.get("4xx", 0) > 10, seen
+        if mode == "redirect":
+            assert seen.get("3xx", 0) > 0, seen  # redirects to the edge happened
+        else:
+            assert stack.service is not None
+            proxied = stack.service.metrics.registry.get_sample_value(
+                "ofa_router_proxy_streams_total", {"group": GROUP}
             )
-            ops = {f"{r.ok().method.upper()} {r.ok().path}" for r in schema.get_all_operations()}
-            assert {"GET /asset_stream", "GET /asset_state", "GET /groups"} <= ops, ops
-            seen = await asyncio.to_thread(_fuzz, schema, stack.url, {"asset_uuid": ASSET})
-            # Names longer than a NATS protocol line: answered, and NATS still works afterwards.
-            async with httpx.AsyncClient(base_url=stack.url, timeout=10) as c:
-                for path in ("/asset_state", "/asset_stream"):
-                    r = await c.get(f"{path}?asset_uuid={'A' * 6000}")
-                    assert 400 <= r.status_code < 500, (path, r.status_code, r.text[:200])
-                    assert r.json()["detail"]
-                r = await c.get(f"/asset_state?asset_uuid={ASSET}")
-                assert r.status_code == 200, r.text
-            assert seen.get("2xx", 0) >= 5 and seen.get("4xx", 0) > 10, seen
-            if mode == "redirect":
-                assert seen.get("3xx", 0) > 0, seen  # redirects to the edge happened
-            else:
-                assert stack.service is not None
-                proxied = stack.service.metrics.registry.get_sample_value(
-                    "ofa_router_proxy_streams_total", {"group": GROUP}
-                )
-                assert proxied, "no stream was proxied to the edge"
-    finally:
-        await stack.stop()
-        await pub.close()
+            assert proxied, "no stream was proxied to the edge"

@@ -10,6 +10,7 @@ import nats
 
 from compose.local_infra import NatsProcess
 from ofa_contract import openfactory
+from ofa_contract.layout import KafkaHeaders
 from tests.bridge.support import InProcessWorker, bridge_layout, bridge_settings, stream_holds
 from tests.helpers import Endpoints
 from tests.openfactory.subscriber import OpenFactorySubscriber
@@ -25,7 +26,10 @@ async def test_stored_records_reach_openfactory_subjects(
     layout = bridge_layout(unique)
     topic = layout.group_topic("WC1")
     await create_topics(infra.kafka, [topic], partitions=2)
-    records = [(b"prover3018", item_event("Temp", i), []) for i in range(5)]
+    # Odd ones as the splitter writes them from a LogAppendTime ofa_assets: the timestamp (the
+    # source's) was the broker's, which OpenFactory's forwarder reports as "broker".
+    appended = [(KafkaHeaders.SRC_TIMESTAMP_TYPE, b"1")]
+    records = [(b"prover3018", item_event("Temp", i), appended if i % 2 else []) for i in range(5)]
     odd = [
         (b"A", item_event("a.b", 0), []),  # one more token: not for <UUID>.*, for A.> and A.a.b
         (b"A", item_event("has space", 1), []),  # would break the protocol line: skipped
@@ -78,7 +82,8 @@ async def test_stored_records_reach_openfactory_subjects(
         assert "id" not in rec.fields
         assert rec.get("VALUE") == rec.attributes["seq"]
         assert rec.attributes["kafka_timestamp"] == openfactory.iso_ms(meta.timestamp)
-        assert rec.attributes["kafka_timestamp_type"] == "producer"
+        expected = "broker" if rec.attributes["seq"] % 2 else "producer"
+        assert rec.attributes["kafka_timestamp_type"] == expected
         assert rec.attributes["asset_forwarder_timestamp"] >= rec.attributes["kafka_timestamp"]
     got_a = [await every_a.next_msg(timeout=5) for _ in range(2)]
     assert [m.subject for m in got_a] == ["A.a.b", "A.last"]

@@ -16,6 +16,7 @@ import httpx
 import msgspec
 
 from compose.local_infra import NatsProcess
+from ofa_contract import openfactory
 from ofa_contract.naming import group_topic
 from ofa_contract.topics import DEFAULT_GROUP
 from tests.e2e.stack import Stack, running_stack
@@ -24,7 +25,7 @@ from tests.helpers import Endpoints
 from tests.openfactory.subscriber import OpenFactorySubscriber
 from tests.openfactory.test_layout import real_samples
 from tests.sse import SseParser
-from tests.support.kafka import create_topics, produce
+from tests.support.kafka import consume_all, create_topics, produce
 from tests.support.wait import wait_until
 
 
@@ -95,6 +96,12 @@ async def test_real_records_reach_sse_and_openfactory_subjects(
             for s in samples
         ]
         await produce(infra.kafka, stack.input_topic, records)
+        # The stored timestamps, read back: aiokafka's RecordMetadata gives every record of a
+        # batch the first record's CreateTime (producer/message_accumulator.py, done()).
+        stored = await consume_all(infra.kafka, [stack.input_topic], read_committed=False)
+        times: dict[str, list[int]] = {}
+        for rec in sorted(stored, key=lambda r: (r.partition, r.offset)):
+            times.setdefault(rec.key.decode(), []).append(rec.timestamp)
 
         async def all_published() -> bool:
             return all(len(sdk[k].received) >= len(v) for k, v in by_key.items())
@@ -129,7 +136,7 @@ async def test_real_records_reach_sse_and_openfactory_subjects(
         # OpenFactory's layout: <KEY>.<ID>, the record minus its id plus three attributes.
         got = sdk[key].received
         assert len(got) == len(group), key
-        for s, r in zip(group, got, strict=True):
+        for s, r, source_ms in zip(group, got, times[key], strict=True):
             item, expected = _expected_openfactory(s["value"].encode())
             assert r.subject == f"{key.upper()}.{item}"
             assert r.item_id == item
@@ -139,7 +146,8 @@ async def test_real_records_reach_sse_and_openfactory_subjects(
                 for k in ("asset_forwarder_timestamp", "kafka_timestamp", "kafka_timestamp_type")
             }
             assert payload == expected, key
-            # The timestamp of the derived record the bridge reads (see the README).
+            # The ofa_assets record's timestamp, as OpenFactory's forwarder reports it.
+            assert added["kafka_timestamp"] == openfactory.iso_ms(source_ms)
             assert added["kafka_timestamp_type"] == "producer"
             assert added["kafka_timestamp"] <= added["asset_forwarder_timestamp"]
 
