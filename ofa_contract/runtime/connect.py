@@ -4,6 +4,12 @@ nats.py's defaults (``max_reconnect_attempts=60``, ``reconnect_time_wait=2``) gi
 two minutes of outage and leave a closed client behind that nothing replaces; every long-lived
 connection of ofa-serving instead reconnects forever (:attr:`ReconnectPolicy.FOREVER`) unless the
 caller runs its own reconnect loop (:attr:`ReconnectPolicy.NONE`, the bridge publisher).
+
+The policy applies to *re*connects only. The first connect always fails fast: nats.py's own
+first ``connect`` retries an unreachable server forever under both ``max_reconnect_attempts=-1``
+and ``0`` (it counts 0 as "unlimited"), which hid the outage from
+:func:`~ofa_contract.runtime.waiting.wait_for_service` and from SIGTERM. So :func:`connect_nats`
+connects with :data:`_FIRST_CONNECT` and sets the policy on the client once it is connected.
 """
 
 from __future__ import annotations
@@ -15,6 +21,8 @@ from typing import Any, ClassVar
 import msgspec
 import nats
 from nats.aio.client import Client as NatsClient
+
+from ofa_contract.compat import nats_set_reconnect
 
 Callback = Callable[[], Awaitable[None]]
 ErrorCallback = Callable[[Exception], Awaitable[None]]
@@ -47,6 +55,17 @@ class ReconnectPolicy(msgspec.Struct, frozen=True, kw_only=True):
 
 ReconnectPolicy.FOREVER = ReconnectPolicy()
 ReconnectPolicy.NONE = ReconnectPolicy(allow_reconnect=False, max_reconnect_attempts=0)
+
+#: Reconnect options of the first connect: no wait between tries, and nats.py drops a server
+#: from its pool after ``max_reconnect_attempts + 1`` failures (1 is the smallest budget it
+#: honours), so an unreachable pool raises ``NoServersError`` after two quick tries per server
+#: (a server that is up is reached on its first); ``allow_reconnect=False`` makes a server that
+#: answers but rejects the handshake raise at once too.
+_FIRST_CONNECT: dict[str, Any] = {
+    "allow_reconnect": False,
+    "max_reconnect_attempts": 1,
+    "reconnect_time_wait": 0.0,
+}
 
 
 class _ConnectionLog:
@@ -92,8 +111,9 @@ async def connect_nats(
 ) -> NatsClient:
     """Connect to NATS (``servers``: URL, comma-separated URLs or a list) with ``policy``.
 
-    Raises when the first connection fails (wrap it in
-    :func:`ofa_contract.runtime.waiting.wait_for_service` to wait at start-up). The callbacks are
+    Raises soon when the first connection fails, whatever the policy (wrap it in
+    :func:`ofa_contract.runtime.waiting.wait_for_service` to wait at start-up); ``policy`` rules
+    the reconnects after that first success (module docstring). The callbacks are
     called after the connection's own once-per-outage logging. ``options`` go to
     ``nats.connect`` unchanged (e.g. ``pending_size``).
     """
@@ -123,13 +143,20 @@ async def connect_nats(
         if closed_cb is not None:
             await closed_cb()
 
-    state.client = await nats.connect(
+    nc = await nats.connect(
         urls,
         name=name,
         error_cb=on_error,
         disconnected_cb=on_disconnected,
         reconnected_cb=on_reconnected,
         closed_cb=on_closed,
-        **{**policy.options(), **options},
+        **{**policy.options(), **options, **_FIRST_CONNECT},
     )
-    return state.client
+    nats_set_reconnect(
+        nc,
+        allow_reconnect=policy.allow_reconnect,
+        max_reconnect_attempts=policy.max_reconnect_attempts,
+        reconnect_time_wait=policy.reconnect_time_wait,
+    )
+    state.client = nc
+    return nc
