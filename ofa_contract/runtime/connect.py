@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 import msgspec
 import nats
 from nats.aio.client import Client as NatsClient
+from nats.errors import NoServersError
 
 from ofa_contract.compat import nats_set_reconnect
 
@@ -70,7 +71,9 @@ _FIRST_CONNECT: dict[str, Any] = {
 
 class _ConnectionLog:
     """Logs a disconnect and the matching reconnect once each, and only the first error of an
-    outage at WARNING (nats.py reports every failed reconnect attempt to ``error_cb``)."""
+    outage at WARNING (nats.py reports every failed reconnect attempt to ``error_cb``). Errors of
+    the first connect are not logged: :func:`connect_nats` raises them, and the caller (usually
+    ``wait_for_service``) says what it waits for."""
 
     def __init__(self, name: str, log: logging.Logger) -> None:
         self.name = name
@@ -78,6 +81,8 @@ class _ConnectionLog:
         self.down = False
         self.errors = 0
         self.client: NatsClient | None = None
+        #: The last failure of the first connect (its caller reports it, not this log).
+        self.first_error: Exception | None = None
 
     def disconnected(self) -> None:
         if self.client is not None and self.client.is_closed:
@@ -92,6 +97,9 @@ class _ConnectionLog:
         self.log.warning("NATS connection %s re-established", self.name)
 
     def error(self, exc: Exception) -> None:
+        if self.client is None:
+            self.first_error = exc
+            return
         self.errors += 1
         level = logging.WARNING if self.errors == 1 else logging.DEBUG
         self.log.log(level, "NATS connection %s: %s: %s", self.name, type(exc).__name__, exc)
@@ -143,15 +151,21 @@ async def connect_nats(
         if closed_cb is not None:
             await closed_cb()
 
-    nc = await nats.connect(
-        urls,
-        name=name,
-        error_cb=on_error,
-        disconnected_cb=on_disconnected,
-        reconnected_cb=on_reconnected,
-        closed_cb=on_closed,
-        **{**policy.options(), **options, **_FIRST_CONNECT},
-    )
+    try:
+        nc = await nats.connect(
+            urls,
+            name=name,
+            error_cb=on_error,
+            disconnected_cb=on_disconnected,
+            reconnected_cb=on_reconnected,
+            closed_cb=on_closed,
+            **{**policy.options(), **options, **_FIRST_CONNECT},
+        )
+    except NoServersError as exc:
+        # "no servers available" hides why: raise what the last attempt ran into.
+        if state.first_error is not None:
+            raise state.first_error from exc
+        raise
     nats_set_reconnect(
         nc,
         allow_reconnect=policy.allow_reconnect,
