@@ -159,9 +159,7 @@ class EdgeNode:
     def _new_hub(self, nc: NatsClient) -> Hub:
         return Hub(
             nc,
-            stream=self.layout.stream,
-            stream_prefix=self.layout.stream_subject_prefix,
-            live_prefix=self.layout.live_subject_prefix,
+            layout=self.layout,
             metrics=self.metrics,
             history_timeout_s=self.settings.history_timeout_s,
         )
@@ -233,6 +231,8 @@ class EdgeNode:
         self.begin_shutdown()
         await cancel_and_wait(self._connector)
         await self._tasks.close()
+        if self.hub is not None:
+            await self.hub.close()
         if self.registration is not None:
             await self.registration.stop()
         if self.nc is not None:
