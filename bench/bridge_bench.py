@@ -33,6 +33,7 @@ import msgspec
 import nats
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from nats.aio.client import Client as NatsClient
 
 from compose import local_infra
 from ofa_contract.naming import group_topic
@@ -98,6 +99,17 @@ async def _count(js: object, stream: str) -> int:
     return int(info.state.messages)
 
 
+async def _stop_run(proc: subprocess.Popen[bytes], nc: NatsClient, tag: str) -> None:
+    """Stop the run's worker and free its streams' storage reservation before the next run."""
+    proc.terminate()
+    proc.wait(60)
+    with contextlib.suppress(Exception):
+        await nc.jetstream().delete_stream(f"KV_state_{tag}")
+    with contextlib.suppress(Exception):
+        await nc.jetstream().delete_stream(f"B{tag}")
+    await nc.close()
+
+
 async def throughput_run(nats_url: str, n: int, work: Path) -> float:
     tag = uuid.uuid4().hex[:8]
     topic = group_topic("WC1", f"asset_stream_b{tag}_")
@@ -131,14 +143,7 @@ async def throughput_run(nats_url: str, n: int, work: Path) -> float:
             await asyncio.sleep(0.05)
         raise RuntimeError("throughput run did not finish")
     finally:
-        proc.terminate()
-        proc.wait(60)
-        # Free the stream's storage reservation before the next run.
-        with contextlib.suppress(Exception):
-            await nc.jetstream().delete_stream(f"KV_state_{tag}")
-        with contextlib.suppress(Exception):
-            await nc.jetstream().delete_stream(f"B{tag}")
-        await nc.close()
+        await _stop_run(proc, nc, tag)
 
 
 async def latency_run(nats_url: str, seconds: float, work: Path) -> tuple[float, float, int]:
@@ -195,14 +200,7 @@ async def latency_run(nats_url: str, seconds: float, work: Path) -> tuple[float,
         return p50, p99, len(got)
     finally:
         await producer.stop()
-        proc.terminate()
-        proc.wait(60)
-        # Free the stream's storage reservation before the next run.
-        with contextlib.suppress(Exception):
-            await nc.jetstream().delete_stream(f"KV_state_{tag}")
-        with contextlib.suppress(Exception):
-            await nc.jetstream().delete_stream(f"B{tag}")
-        await nc.close()
+        await _stop_run(proc, nc, tag)
 
 
 async def main() -> None:

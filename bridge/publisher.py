@@ -25,7 +25,7 @@ from nats.js import JetStreamContext
 from bridge.metrics import BridgeMetrics
 from bridge.tracker import Entry
 from ofa_contract.compat import nats_send_raw
-from ofa_contract.runtime import cancel_and_wait, get_logger
+from ofa_contract.runtime import Backoff, cancel_and_wait, get_logger
 from ofa_contract.runtime.connect import ReconnectPolicy, connect_nats
 
 log = get_logger("bridge", __name__)
@@ -70,8 +70,7 @@ class Publisher:
         *,
         window: int,
         ack_timeout: float,
-        backoff: float,
-        backoff_max: float,
+        backoff: Backoff,
         metrics: BridgeMetrics,
         on_ack: OnAck,
         unacked: Callable[[], Iterable[Entry]],
@@ -82,7 +81,6 @@ class Publisher:
         self._window = window
         self._ack_timeout = ack_timeout
         self._backoff = backoff
-        self._backoff_max = backoff_max
         self._metrics = metrics
         self._on_ack = on_ack
         self._unacked = unacked
@@ -270,7 +268,8 @@ class Publisher:
         await nc.flush(timeout=10)
 
     async def _supervise(self) -> None:
-        delay = self._backoff
+        # Waits since the last successful connect: each one doubles the next (up to the cap).
+        waits = 0
         failures = 0
         while not self._closing:
             self._fault.clear()
@@ -282,6 +281,8 @@ class Publisher:
                 self._connected = False
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 failures += 1
+                waits += 1
+                delay = self._backoff.delay(waits)
                 # Attempts 1, 2, 4, 8...: one line at first, fewer the longer it lasts.
                 level = logging.WARNING if failures & (failures - 1) == 0 else logging.DEBUG
                 log.log(
@@ -294,13 +295,12 @@ class Publisher:
                 )
                 await self._teardown()
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, self._backoff_max)
                 continue
             if self._fault.is_set():
                 # A fault during the resend: go round again.
                 await self._teardown()
                 continue
-            delay = self._backoff
+            waits = 0
             failures = 0
             self.last_error = ""
             log.info("connected to NATS at %s", self._url)
@@ -309,8 +309,8 @@ class Publisher:
             await self._watch()
             await self._teardown()
             if not self._closing:
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self._backoff_max)
+                waits += 1
+                await asyncio.sleep(self._backoff.delay(waits))
 
     async def _watch(self) -> None:
         """While connected: watch for faults and for acks that take too long."""

@@ -9,52 +9,31 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 from aiokafka import TopicPartition
 
 
+@dataclass(slots=True, eq=False)
 class Entry:
     """One Kafka record on its way into JetStream (kept until acked, for resending).
 
     ``headers`` is the encoded NATS header block (``NATS/1.0`` line included), built once.
     ``asset``, ``timestamp`` and ``timestamp_type`` (the Kafka record's) feed the OpenFactory
-    layout message published once the stream stored the record.
+    layout message published once the stream stored the record. Compared by identity
+    (``eq=False``): two records are never the same entry.
     """
 
-    __slots__ = (
-        "acked",
-        "asset",
-        "headers",
-        "offset",
-        "payload",
-        "sent_at",
-        "subject",
-        "timestamp",
-        "timestamp_type",
-        "tracker",
-    )
-
-    def __init__(
-        self,
-        tracker: PartitionTracker,
-        offset: int,
-        subject: str,
-        payload: bytes,
-        headers: bytes,
-        asset: str = "",
-        timestamp: int = -1,
-        timestamp_type: int = 0,
-    ) -> None:
-        self.tracker = tracker
-        self.asset = asset
-        self.timestamp = timestamp
-        self.timestamp_type = timestamp_type
-        self.offset = offset
-        self.subject = subject
-        self.payload = payload
-        self.headers = headers
-        self.acked = False
-        self.sent_at = 0.0
+    tracker: PartitionTracker
+    offset: int
+    subject: str
+    payload: bytes
+    headers: bytes
+    asset: str = ""
+    timestamp: int = -1
+    timestamp_type: int = 0
+    acked: bool = False
+    sent_at: float = 0.0
 
 
 class PartitionTracker:

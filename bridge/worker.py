@@ -32,7 +32,7 @@ from bridge.tracker import Entry, PartitionTracker
 from ofa_contract import openfactory
 from ofa_contract.events import BadRecord, decode_record
 from ofa_contract.layout import Layout, NatsHeaders
-from ofa_contract.runtime import BackgroundTasks, get_logger, wait_for_service
+from ofa_contract.runtime import BackgroundTasks, Backoff, get_logger, wait_for_service
 from ofa_contract.runtime.rebalance import GuardedRebalanceListener
 from ofa_contract.settings import CommonSettings
 
@@ -76,8 +76,7 @@ class BridgeWorker:
             common.nats_url,
             window=settings.max_in_flight,
             ack_timeout=settings.ack_timeout_s,
-            backoff=settings.retry_backoff_s,
-            backoff_max=settings.retry_backoff_max_s,
+            backoff=Backoff(first=settings.retry_backoff_s, cap=settings.retry_backoff_max_s),
             metrics=metrics,
             on_ack=self._on_ack,
             unacked=self._unacked,

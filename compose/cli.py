@@ -28,8 +28,16 @@ def _infra(argv: list[str]) -> int:
         "OFA_CACHE_DIR.",
     )
     parser.add_argument("action", choices=["up", "down", "status"])
+    parser.add_argument(
+        "--cluster",
+        action="store_true",
+        help="3 Kafka brokers (RF 3, min ISR 2) and a 3-node NATS JetStream cluster on "
+        "127.0.0.1, ports from OFA_CLUSTER_BASE_PORT (default 19092); `down` always stops both",
+    )
     args = parser.parse_args(argv)
     cfg = from_env(local_infra.InfraConfig, "OFA_")
+    if args.cluster:
+        return _cluster(args.action, cfg)
     if args.action == "up":
         try:
             state = asyncio.run(local_infra.up(cfg))
@@ -43,6 +51,7 @@ def _infra(argv: list[str]) -> int:
     if args.action == "down":
         state = local_infra.down(cfg)
         print(f"stopped Kafka pid {state.kafka_pid} and nats-server pid {state.nats_pid}")
+        _cluster("down", cfg, quiet=True)
         return 0
     print(local_infra.status_json(cfg))
     st = local_infra.status(cfg)
@@ -63,6 +72,41 @@ def _usage() -> None:
     for p in PROCESSES:
         print(f"  {p.command:<10} {p.help}")
     print("\n`ofa-serving COMMAND --help` for the options of one command.")
+
+
+def _cluster(action: str, cfg: object, quiet: bool = False) -> int:
+    """`infra up|down|status --cluster`."""
+    import json
+
+    from compose import local_cluster, local_infra
+
+    assert isinstance(cfg, local_infra.InfraConfig)
+    if action == "up":
+        try:
+            state = asyncio.run(local_cluster.up(cfg))
+        except local_infra.InfraError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        for n, kp, np in zip(state.nodes, state.kafka_pids, state.nats_pids, strict=True):
+            print(
+                f"{n.name}  Kafka {n.host}:{n.kafka_port} (pid {kp})  "
+                f"NATS nats://{n.host}:{n.nats_port} (pid {np})"
+            )
+        print(
+            f"export KAFKA_BOOTSTRAP_SERVERS={state.kafka_bootstrap} NATS_URL={state.nats_url} "
+            "SPLIT_TOPIC_REPLICATION=3 BRIDGE_REPLICAS=3"
+        )
+        return 0
+    if action == "down":
+        state = local_cluster.down(cfg)
+        if state.nodes or not quiet:
+            print(f"stopped cluster: Kafka pids {state.kafka_pids}, NATS pids {state.nats_pids}")
+        return 0
+    st = local_cluster.status(cfg)
+    print(json.dumps(st, indent=2))
+    nodes = st["cluster"]
+    assert isinstance(nodes, list)
+    return 0 if all(n["kafka"]["running"] and n["nats"]["running"] for n in nodes) else 3
 
 
 def main(argv: list[str] | None = None) -> int:

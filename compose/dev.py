@@ -16,7 +16,6 @@ stream, bucket and subject, so that several stacks can share one Kafka and one N
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import os
@@ -47,7 +46,7 @@ from ofa_contract.settings import (
     Seconds,
     env_var,
     from_env,
-    settings_help,
+    settings_parser,
 )
 
 log = get_logger("dev")
@@ -459,11 +458,7 @@ async def _supervise(children: list[Child], stop: asyncio.Event) -> int:
 def main(argv: list[str]) -> int:
     """`ofa-serving dev`."""
     defaults = from_env(DevSettings)
-    p = argparse.ArgumentParser(
-        prog="ofa-serving dev",
-        description=settings_help(DevSettings, __doc__ or ""),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = settings_parser("ofa-serving dev", DevSettings, __doc__ or "")
     p.add_argument("--port", type=int, default=defaults.router_port, help="router port")
     p.add_argument("--assets", type=int, default=defaults.assets)
     p.add_argument("--workcenters", type=int, default=defaults.workcenters)

@@ -9,6 +9,7 @@ the CLI call that started them (`infra up`) and are stopped by `infra down`.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import logging
@@ -22,6 +23,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -53,6 +55,14 @@ class InfraConfig(msgspec.Struct, kw_only=True):
     nats_monitor_port: int = 8222
     kafka_heap: str = "768m"
     kafka_partitions: int = 6
+    #: ``infra up --cluster``: node i (0, 1, 2) uses ports cluster_base_port + 10*i + 0..4
+    #: (Kafka, KRaft controller, NATS client, NATS route, NATS monitor).
+    cluster_base_port: int = 19092
+    #: Heap of each cluster broker: three must fit beside the rest of the stack on 2 cores.
+    cluster_kafka_heap: str = "384m"
+    #: JetStream ``sync_interval`` of the cluster's nodes ("always" = fsync every write; a
+    #: duration such as "2m" = NATS's default lazy fsync). See README "Running on a cluster".
+    nats_sync_interval: str = "always"
 
 
 class InfraState(msgspec.Struct, kw_only=True):
@@ -189,21 +199,43 @@ def ensure_kafka_jars(cfg: InfraConfig) -> Path:
 # ---------------------------------------------------------------- processes
 
 
+def new_cluster_id() -> str:
+    """A random KRaft cluster id (22 characters of URL-safe base64).
+
+    Never starting with "-", as Kafka's own Uuid.randomUuid() ensures: the storage tool's
+    argument parser reads such an id as an option and refuses to format (1 start in 64).
+    """
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cid.startswith("-"):
+            return cid
+
+
 class KafkaProcess:
     """One single-node KRaft Kafka broker+controller."""
+
+    #: Smallest heap (-Xms); cluster nodes start smaller so that three fit beside each other.
+    heap_min = "256m"
 
     def __init__(self, cfg: InfraConfig) -> None:
         self.cfg = cfg
         self.dir = Path(cfg.work_dir) / "kafka"
         self.pid: int | None = None
+        #: Address the broker listens on and is checked at.
+        self.host = "127.0.0.1"
+        self.port = cfg.kafka_port
+        #: Command prefix, e.g. ``ip netns exec NS`` to run the broker as a separate host.
+        self.prefix: list[str] = []
+        #: Shared by every node of a cluster; a fresh one for a single node.
+        self.cluster_id = new_cluster_id()
 
     @property
     def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.cfg.kafka_port}"
+        return f"{self.host}:{self.port}"
 
-    def _write_config(self) -> Path:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        props = {
+    def properties(self) -> dict[str, str]:
+        """The broker's server.properties."""
+        return {
             "process.roles": "broker,controller",
             "node.id": "1",
             "controller.quorum.voters": f"1@127.0.0.1:{self.cfg.kafka_controller_port}",
@@ -232,6 +264,10 @@ class KafkaProcess:
             "log.segment.bytes": str(64 * 1024 * 1024),
             "delete.topic.enable": "true",
         }
+
+    def _write_config(self) -> Path:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        props = self.properties()
         path = self.dir / "server.properties"
         path.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
         (self.dir / "log4j.properties").write_text(
@@ -251,10 +287,7 @@ class KafkaProcess:
         cp = f"{libs}/*"
         java = shutil.which("java") or "java"
         if not (self.dir / "data" / "meta.properties").exists():
-            cluster_id = uuid.uuid4().bytes
-            import base64
-
-            cid = base64.urlsafe_b64encode(cluster_id).decode().rstrip("=")
+            cid = self.cluster_id
             fmt = subprocess.run(
                 [
                     java,
@@ -277,9 +310,10 @@ class KafkaProcess:
         logf = open(self.dir / "kafka.log", "ab")  # noqa: SIM115 - handed to the child
         proc = subprocess.Popen(
             [
+                *self.prefix,
                 java,
                 f"-Xmx{self.cfg.kafka_heap}",
-                "-Xms256m",
+                f"-Xms{self.heap_min}",
                 "-XX:+UseG1GC",
                 "-XX:MaxGCPauseMillis=20",
                 "-Djava.awt.headless=true",
@@ -299,26 +333,17 @@ class KafkaProcess:
 
     async def wait_ready(self, timeout: float = 90.0) -> None:
         """Wait until the broker answers a metadata request."""
-        from aiokafka.admin import AIOKafkaAdminClient
-
         deadline = time.monotonic() + timeout
         last = ""
         while time.monotonic() < deadline:
             if self.pid is not None and not pid_alive(self.pid):
                 raise InfraError(f"Kafka exited during start-up; log tail:\n{self.log_tail()}")
-            if port_open(self.cfg.kafka_port):
-                admin = AIOKafkaAdminClient(
-                    bootstrap_servers=self.bootstrap, request_timeout_ms=5000
-                )
+            if port_open(self.port, self.host):
                 try:
-                    await admin.start()
-                    await admin.describe_cluster()
+                    await describe_cluster(self.bootstrap)
                     return
                 except Exception as exc:
                     last = f"{type(exc).__name__}: {exc}"
-                finally:
-                    with contextlib.suppress(Exception):
-                        await admin.close()
             await asyncio.sleep(0.3)
         raise InfraError(
             f"Kafka did not answer within {timeout}s ({last}); log tail:\n{self.log_tail()}"
@@ -329,6 +354,20 @@ class KafkaProcess:
         if not path.exists():
             return "(no log)"
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+async def describe_cluster(bootstrap: str, timeout_ms: int = 5000) -> dict[str, Any]:
+    """Kafka's DescribeCluster answer (``brokers``, ``controller_id``) from a short-lived client."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=timeout_ms)
+    try:
+        await admin.start()
+        meta: dict[str, Any] = await admin.describe_cluster()
+        return meta
+    finally:
+        with contextlib.suppress(Exception):
+            await admin.close()
 
 
 def nats_server_binary() -> str:
@@ -350,29 +389,39 @@ class NatsProcess:
         self.dir = Path(cfg.work_dir) / "nats"
         self.pid: int | None = None
         self._proc: subprocess.Popen[bytes] | None = None
+        #: Address the server listens on and is checked at.
+        self.host = "127.0.0.1"
+        self.port = cfg.nats_port
+        self.monitor_port = cfg.nats_monitor_port
+        #: Command prefix, e.g. ``ip netns exec NS`` to run the server as a separate host.
+        self.prefix: list[str] = []
 
     @property
     def url(self) -> str:
-        return f"nats://127.0.0.1:{self.cfg.nats_port}"
+        return f"nats://{self.host}:{self.port}"
 
     @property
     def monitor(self) -> str:
-        return f"http://127.0.0.1:{self.cfg.nats_monitor_port}"
+        return f"http://{self.host}:{self.monitor_port}"
+
+    def config_text(self) -> str:
+        """The server's configuration file."""
+        return (
+            f'server_name: "ofa-local"\nhost: "{self.host}"\nport: {self.port}\n'
+            f'http: "{self.host}:{self.monitor_port}"\n'
+            # Above the largest record the contract accepts (1 MiB) plus headers.
+            "max_payload: 2MB\n"
+            f'jetstream {{\n  store_dir: "{self.dir / "store"}"\n}}\n'
+        )
 
     def start(self) -> None:
         """Launch nats-server in its own session."""
         self.dir.mkdir(parents=True, exist_ok=True)
         logf = open(self.dir / "nats.log", "ab")  # noqa: SIM115 - handed to the child
         conf = self.dir / "nats.conf"
-        conf.write_text(
-            f'server_name: "ofa-local"\nhost: "127.0.0.1"\nport: {self.cfg.nats_port}\n'
-            f'http: "127.0.0.1:{self.cfg.nats_monitor_port}"\n'
-            # Above the largest record the contract accepts (1 MiB) plus headers.
-            "max_payload: 2MB\n"
-            f'jetstream {{\n  store_dir: "{self.dir / "store"}"\n}}\n'
-        )
+        conf.write_text(self.config_text())
         self._proc = subprocess.Popen(
-            [nats_server_binary(), "-c", str(conf)],
+            [*self.prefix, nats_server_binary(), "-c", str(conf)],
             stdout=logf,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -392,7 +441,7 @@ class NatsProcess:
                 raise InfraError(
                     f"nats-server exited during start-up; log tail:\n{self.log_tail()}"
                 )
-            if port_open(self.cfg.nats_port):
+            if port_open(self.port, self.host):
                 try:
                     nc = await nats.connect(
                         self.url, connect_timeout=2, allow_reconnect=False, max_reconnect_attempts=0
@@ -448,20 +497,32 @@ def _state_path(cfg: InfraConfig) -> Path:
     return Path(cfg.work_dir) / "infra.json"
 
 
+S = TypeVar("S", bound=msgspec.Struct)
+
+
+def read_struct(path: Path, cls: type[S]) -> S:
+    """A state file written by :func:`write_struct` (``cls()`` when missing or unreadable)."""
+    if not path.exists():
+        return cls()
+    try:
+        return msgspec.json.decode(path.read_bytes(), type=cls)
+    except msgspec.DecodeError:
+        return cls()
+
+
+def write_struct(path: Path, state: msgspec.Struct) -> None:
+    """Persist a state file (creating its directory)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(msgspec.json.format(msgspec.json.encode(state)))
+
+
 def read_state(cfg: InfraConfig) -> InfraState:
     """The state written by the last `up` (empty when none)."""
-    path = _state_path(cfg)
-    if not path.exists():
-        return InfraState()
-    try:
-        return msgspec.json.decode(path.read_bytes(), type=InfraState)
-    except msgspec.DecodeError:
-        return InfraState()
+    return read_struct(_state_path(cfg), InfraState)
 
 
 def _write_state(cfg: InfraConfig, state: InfraState) -> None:
-    Path(cfg.work_dir).mkdir(parents=True, exist_ok=True)
-    _state_path(cfg).write_bytes(msgspec.json.format(msgspec.json.encode(state)))
+    write_struct(_state_path(cfg), state)
 
 
 async def up(cfg: InfraConfig) -> InfraState:

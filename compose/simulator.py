@@ -12,7 +12,6 @@ tests can check completeness and order end to end.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
 import random
@@ -33,7 +32,7 @@ from ofa_contract.settings import (
     PositiveFloat,
     PositiveInt,
     from_env,
-    settings_help,
+    settings_parser,
 )
 
 log = logging.getLogger("ofa_serving.simulator")
@@ -301,11 +300,7 @@ async def simulate(
 def main(argv: list[str]) -> int:
     """`ofa-serving simulate`."""
     defaults = from_env(SimulateSettings)
-    p = argparse.ArgumentParser(
-        prog="ofa-serving simulate",
-        description=settings_help(SimulateSettings, __doc__ or ""),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = settings_parser("ofa-serving simulate", SimulateSettings, __doc__ or "")
     p.add_argument("--assets", type=int, default=defaults.assets)
     p.add_argument("--workcenters", type=int, default=defaults.workcenters)
     p.add_argument("--rate", type=float, default=defaults.rate, help="total events per second")

@@ -234,14 +234,17 @@ class AssetFeed:
         self._fill_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        """Note the stream's last sequence, then subscribe (confirmed by a flush).
+        """Subscribe (confirmed by a flush), then note the stream's last sequence.
 
-        A message stored between the two is not received live, but the next one on its subject
-        names it in ``Nats-Last-Sequence`` (> ``start_seq``), so it is filled like any gap.
+        The order matters: every message stored after the subscription became active arrives
+        live, so none stored after ``start_seq`` is missed. Noting the position first left a
+        window in which messages were stored but not received; they were then filled one data
+        item at a time, each only when that item's next message revealed it, i.e. after later
+        messages of other items: out of order, and a browser saw gaps and duplicates. Messages
+        arriving before ``start_seq`` is known wait in the backlog, then pass through in order.
         """
         nc = self.hub.nc
-        info = await nc.jetstream().stream_info(self.hub.stream)
-        self.start_seq = int(info.state.last_seq or 0)
+        self._backlog = deque()
         self.sub = await nc.subscribe(
             self.live_wildcard,
             cb=self._on_msg,
@@ -252,6 +255,11 @@ class AssetFeed:
         # in its PONG queue and its read loop then dies on it (InvalidStateError): the edge would
         # receive nothing more from NATS. So the flush completes even when its caller is gone.
         await asyncio.shield(nc.flush())
+        info = await nc.jetstream().stream_info(self.hub.stream)
+        self.start_seq = int(info.state.last_seq or 0)
+        held, self._backlog = self._backlog, None
+        for msg in held:
+            await self._on_msg(msg)  # never suspends: the messages pass in arrival order
 
     async def stop(self) -> None:
         """Unsubscribe; the feed is not used again."""

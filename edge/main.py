@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
-from typing import Any
-
-import msgspec
 import uvicorn
 from litestar import Litestar
 
@@ -17,7 +13,7 @@ from ofa_contract.auth import AuthSettings
 from ofa_contract.layout import Layout
 from ofa_contract.runtime.serve import build_server as build_uvicorn
 from ofa_contract.runtime.serve import run_uvicorn
-from ofa_contract.settings import CommonSettings, from_env, settings_help
+from ofa_contract.settings import CommonSettings, from_env, settings_parser, with_listen_args
 
 #: uvicorn options of an edge: a burst of reconnecting clients (an edge died) must not find the
 #: listen queue full; idle keep-alive connections are not worth holding.
@@ -50,22 +46,10 @@ def build_server(
 
 def main(argv: list[str]) -> int:
     """Entry point of `ofa-serving edge`."""
-    parser = argparse.ArgumentParser(
-        prog="ofa-serving edge",
-        description=settings_help(EdgeSettings, "Run one SSE edge node."),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    parser = settings_parser(
+        "ofa-serving edge", EdgeSettings, "Run one SSE edge node.", listen=True
     )
-    parser.add_argument("--host", help="override EDGE_HOST")
-    parser.add_argument("--port", type=int, help="override EDGE_PORT")
-    args = parser.parse_args(argv)
-    settings = from_env(EdgeSettings)
-    changes: dict[str, Any] = {}
-    if args.host:
-        changes["host"] = args.host
-    if args.port is not None:
-        changes["port"] = args.port
-    if changes:
-        settings = msgspec.structs.replace(settings, **changes)
+    settings = with_listen_args(from_env(EdgeSettings), parser.parse_args(argv))
     app = create_app(settings, from_env(CommonSettings), Layout.from_env(), from_env(AuthSettings))
     return run_uvicorn(
         TransportCapture(app),

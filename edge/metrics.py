@@ -1,14 +1,14 @@
 """Prometheus metrics of one edge node, on a registry of its own (tests run several nodes).
 
-Named ``ofa_edge_*`` (:func:`ofa_contract.runtime.metric_name`); before issue 10 they were
-``edge_*``.
+Named ``ofa_edge_*`` (:class:`ofa_contract.runtime.metrics.MetricFactory`); before issue 10
+they were ``edge_*``.
 """
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry
 
-from ofa_contract.runtime import metric_name
+from ofa_contract.runtime.metrics import MetricFactory
 
 _LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
@@ -17,8 +17,9 @@ class EdgeMetrics:
     """The edge's counters, gauges and the delivery lag histogram."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        self.registry = registry or CollectorRegistry()
-        gauge, counter = self._gauge, self._counter
+        m = MetricFactory("edge", registry)
+        self.registry = m.registry
+        gauge, counter = m.gauge, m.counter
         self.connections = gauge("connections", "Open SSE streams")
         self.subscriptions = gauge(
             "asset_subscriptions", "Live NATS subscriptions (one per asset in use)"
@@ -37,16 +38,9 @@ class EdgeMetrics:
         )
         self.history_events = counter("history_events", "Events replayed from the stream history")
         self.rejected = counter("rejected_streams", "Streams refused", ("reason",))
-        self.lag = Histogram(
-            metric_name("edge", "delivery_lag_seconds"),
+        self.lag = m.histogram(
+            "delivery_lag_seconds",
             "Time from NATS receipt to writing to the client's socket, for frames that waited"
             " in a client's queue (a frame written straight to an idle stream has no wait)",
-            buckets=_LAG_BUCKETS,
-            registry=self.registry,
+            _LAG_BUCKETS,
         )
-
-    def _gauge(self, name: str, doc: str) -> Gauge:
-        return Gauge(metric_name("edge", name), doc, registry=self.registry)
-
-    def _counter(self, name: str, doc: str, labels: tuple[str, ...] = ()) -> Counter:
-        return Counter(metric_name("edge", name), doc, labels, registry=self.registry)

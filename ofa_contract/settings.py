@@ -16,6 +16,7 @@ Optional class variables:
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 from collections.abc import Mapping
@@ -192,6 +193,36 @@ def settings_help(cls: type[msgspec.Struct], what: str = "") -> str:
     rows = "\n".join(f"  {var} (default {default})" for var, default, _ in describe(cls))
     where = f"{prefix}* variables" if prefix else "variables"
     return f"{head}Settings come from {where} (see compose/ENVIRONMENT.md):\n{rows}"
+
+
+def settings_parser(
+    prog: str, cls: type[msgspec.Struct], what: str, *, listen: bool = False
+) -> argparse.ArgumentParser:
+    """The argument parser of ``ofa-serving <command>``, its ``--help`` in :func:`settings_help`'s
+    style; the caller adds the options the command takes besides its environment variables.
+
+    ``listen``: the command serves HTTP, and ``--host``/``--port`` override ``<PREFIX>HOST`` and
+    ``<PREFIX>PORT`` (apply them with :func:`with_listen_args`).
+    """
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description=settings_help(cls, what),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    if listen:
+        parser.add_argument("--host", help=f"overrides {env_var(cls, 'host')}")
+        parser.add_argument("--port", type=int, help=f"overrides {env_var(cls, 'port')}")
+    return parser
+
+
+def with_listen_args(settings: S, args: argparse.Namespace) -> S:
+    """``settings`` with ``host``/``port`` replaced by the ``--host``/``--port`` given."""
+    changes: dict[str, Any] = {}
+    if args.host:
+        changes["host"] = args.host
+    if args.port is not None:
+        changes["port"] = args.port
+    return msgspec.structs.replace(settings, **changes) if changes else settings
 
 
 def deprecated_aliases(cls: type[msgspec.Struct]) -> dict[str, str]:

@@ -3,7 +3,6 @@ OpenFactory's asset router alone on ``ROUTER_ASSET_ROUTER_PORT`` when set."""
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 
@@ -13,7 +12,7 @@ from ofa_contract.auth import AuthSettings
 from ofa_contract.layout import Layout
 from ofa_contract.runtime import cancel_and_wait, get_logger
 from ofa_contract.runtime.serve import build_server, serve
-from ofa_contract.settings import CommonSettings, describe, from_env
+from ofa_contract.settings import CommonSettings, from_env, settings_parser, with_listen_args
 from router.app import create_app, create_asset_router_app
 from router.service import RouterService
 from router.settings import RouterSettings
@@ -23,21 +22,14 @@ log = get_logger("router", __name__)
 
 def main(argv: list[str]) -> int:
     """Run the router until SIGTERM/SIGINT; open streams get ``ROUTER_SHUTDOWN_GRACE_S``."""
-    parser = argparse.ArgumentParser(
-        prog="ofa-serving router",
-        description="Public HTTP router. Settings come from the environment:\n"
-        + "\n".join(f"  {n} (default {d})" for n, d, _ in describe(RouterSettings)),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    parser = settings_parser(
+        "ofa-serving router", RouterSettings, "Public HTTP router.", listen=True
     )
-    parser.add_argument("--host", help="overrides ROUTER_HOST")
-    parser.add_argument("--port", type=int, help="overrides ROUTER_PORT")
-    args = parser.parse_args(argv)
-    settings = from_env(RouterSettings)
+    settings = with_listen_args(from_env(RouterSettings), parser.parse_args(argv))
     service = RouterService(
         settings, from_env(CommonSettings), Layout.from_env(), from_env(AuthSettings)
     )
-    port = args.port if args.port is not None else settings.port
-    servers = build_servers(service, args.host or settings.host, port)
+    servers = build_servers(service, settings.host, settings.port)
     with asyncio.Runner(loop_factory=servers[0].config.get_loop_factory()) as runner:
         return runner.run(serve_router(servers))
 

@@ -17,14 +17,15 @@ from typing import Any
 import httpx
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry
 
 from ofa_contract import __version__
 from ofa_contract.asset_state import AssetStateReader, open_reader
 from ofa_contract.auth import Authorizer, AuthSettings
 from ofa_contract.layout import Layout
-from ofa_contract.runtime import cancel_and_wait, get_logger, metric_name, wait_for_service
+from ofa_contract.runtime import cancel_and_wait, get_logger, wait_for_service
 from ofa_contract.runtime.connect import connect_nats
+from ofa_contract.runtime.metrics import MetricFactory
 from ofa_contract.settings import CommonSettings
 from ofa_contract.streams import BridgeEntry
 from router.edge_picker import EdgePicker
@@ -35,51 +36,31 @@ from router.settings import RouterSettings
 log = get_logger("router", __name__)
 
 
-def _name(name: str) -> str:
-    return metric_name("router", name)
-
-
 class Metrics:
-    """The router's Prometheus metrics, in a registry of its own."""
+    """The router's Prometheus metrics (``ofa_router_*``), in a registry of its own."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
+        m = MetricFactory("router", registry)
         self.registry = registry
-        self.requests = Counter(
-            _name("requests"),
-            "HTTP requests answered, by route and status",
-            ["route", "status"],
-            registry=registry,
+        self.requests = m.counter(
+            "requests", "HTTP requests answered, by route and status", ("route", "status")
         )
-        self.redirects = Counter(
-            _name("redirects"), "Streams sent to an edge (307)", ["group"], registry=registry
-        )
-        self.proxied = Counter(
-            _name("proxy_streams"), "Streams proxied to an edge", ["group"], registry=registry
-        )
-        self.proxy_open = Gauge(
-            _name("proxy_streams_open"), "Proxied streams open now", registry=registry
-        )
-        self.proxy_bytes = Counter(
-            _name("proxy_bytes"), "SSE bytes passed through in proxy mode", registry=registry
-        )
-        self.edge_failures = Counter(
-            _name("edge_connect_failures"),
+        self.redirects = m.counter("redirects", "Streams sent to an edge (307)", ("group",))
+        self.proxied = m.counter("proxy_streams", "Streams proxied to an edge", ("group",))
+        self.proxy_open = m.gauge("proxy_streams_open", "Proxied streams open now")
+        self.proxy_bytes = m.counter("proxy_bytes", "SSE bytes passed through in proxy mode")
+        self.edge_failures = m.counter(
+            "edge_connect_failures",
             "Proxy connections to an edge that failed (the next edge was tried)",
-            registry=registry,
         )
-        self.no_edge = Counter(
-            _name("no_edge"), "Streams refused with 503 for lack of an edge", registry=registry
-        )
-        self.state_latency = Histogram(
-            _name("asset_state_seconds"),
+        self.no_edge = m.counter("no_edge", "Streams refused with 503 for lack of an edge")
+        self.state_latency = m.histogram(
+            "asset_state_seconds",
             "Time to answer /asset_state from the KV bucket",
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
-            registry=registry,
+            (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
         )
-        self.edges_live = Gauge(_name("edges_live"), "Live edges", registry=registry)
-        self.assets_indexed = Gauge(
-            _name("assets_indexed"), "Assets in the group index", registry=registry
-        )
+        self.edges_live = m.gauge("edges_live", "Live edges")
+        self.assets_indexed = m.gauge("assets_indexed", "Assets in the group index")
 
 
 class RouterService:

@@ -2,7 +2,9 @@
 # Installs everything the stack and the tests need, idempotently:
 #   - a virtualenv in .venv with ofa-serving and its dev/test extras (PyPI),
 #   - the Apache Kafka jars (Maven Central, cached in ~/.cache/ofa-serving),
-#   - Debian's chromium for the browser tests (only when missing and apt-get can run as root).
+#   - Debian's chromium for the browser tests (only when missing and apt-get can run as root),
+#   - Debian's iproute2 and iptables for the cluster fault tests, which run each node in a
+#     network namespace and cut it off with iptables (only when missing, as root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -41,5 +43,17 @@ if [ "${OFA_SKIP_BROWSER:-0}" != 1 ] && ! command -v chromium >/dev/null 2>&1; t
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
   else
     echo "warning: chromium not found; the browser tests will fail (install Debian's chromium)" >&2
+  fi
+fi
+
+missing=()
+command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+command -v iptables >/dev/null 2>&1 || missing+=(iptables)
+if [ "${#missing[@]}" -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing Debian's ${missing[*]} for the cluster fault tests"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  else
+    echo "warning: ${missing[*]} not found; the cluster fault tests (tests/cluster) will fail" >&2
   fi
 fi

@@ -8,7 +8,6 @@ starting, or running, when the open transaction is committed first), 1 when the 
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import sys
 
@@ -16,7 +15,7 @@ from prometheus_client import CollectorRegistry
 
 from ofa_contract.layout import Layout
 from ofa_contract.runtime import OpsServer, get_logger, install_stop_signals, wait_for_service
-from ofa_contract.settings import CommonSettings, describe, from_env
+from ofa_contract.settings import CommonSettings, from_env, settings_parser
 from splitter.engine import Splitter, SplitterError
 from splitter.grouping import GroupingError, load_strategy
 from splitter.settings import SplitterSettings
@@ -100,12 +99,10 @@ async def _start(
 
 def main(argv: list[str]) -> int:
     """Entry point of `ofa-serving split`."""
-    parser = argparse.ArgumentParser(
-        prog="ofa-serving split",
-        description="Split the input topic into per-group derived topics, exactly once. "
-        "Settings come from environment variables:\n"
-        + "\n".join(f"  {n} (default {d})" for n, d, _ in describe(SplitterSettings)),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    parser = settings_parser(
+        "ofa-serving split",
+        SplitterSettings,
+        "Split the input topic into per-group derived topics, exactly once.",
     )
     parser.parse_args(argv)
     common = from_env(CommonSettings)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterable
+from typing import TypeVar
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
@@ -96,30 +97,30 @@ async def drain_to_end(
     return count
 
 
-def apply_changelog(table: dict[str, str]) -> Callable[[ConsumerRecord[bytes, bytes]], None]:
+RecordHandler = Callable[[ConsumerRecord[bytes, bytes]], None]
+S = TypeVar("S")
+
+
+def _folding(fold: Callable[[S, bytes | None, bytes | None], object], state: S) -> RecordHandler:
+    """A record handler that folds each record into ``state``; bad records are logged, skipped."""
+
+    def apply(rec: ConsumerRecord[bytes, bytes]) -> None:
+        try:
+            fold(state, rec.key, rec.value)
+        except BadCompactedRecord as exc:
+            _skipped(rec, exc)
+
+    return apply
+
+
+def apply_changelog(table: dict[str, str]) -> RecordHandler:
     """A record handler that folds ``ofa_splitter_assets`` records into ``table``."""
-
-    def apply(rec: ConsumerRecord[bytes, bytes]) -> None:
-        try:
-            fold_changelog(table, rec.key, rec.value)
-        except BadCompactedRecord as exc:
-            _skipped(rec, exc)
-
-    return apply
+    return _folding(fold_changelog, table)
 
 
-def apply_announcements(
-    groups: dict[str, GroupAnnouncement],
-) -> Callable[[ConsumerRecord[bytes, bytes]], None]:
+def apply_announcements(groups: dict[str, GroupAnnouncement]) -> RecordHandler:
     """A record handler that folds ``ofa_groups`` records into ``groups``."""
-
-    def apply(rec: ConsumerRecord[bytes, bytes]) -> None:
-        try:
-            fold_announcement(groups, rec.key, rec.value)
-        except BadCompactedRecord as exc:
-            _skipped(rec, exc)
-
-    return apply
+    return _folding(fold_announcement, groups)
 
 
 def _skipped(rec: ConsumerRecord[bytes, bytes], exc: BadCompactedRecord) -> None:

@@ -4,6 +4,7 @@ Kept light (no nats, aiokafka, uvicorn or litestar import here, so ``ofa-serving
 stays fast); the heavier pieces live in submodules:
 
 - :mod:`.logs`: ``setup_logging``, ``JsonFormatter``, ``get_logger`` and the naming rules
+- :mod:`.metrics`: ``MetricFactory`` (the ``ofa_<component>_*`` metrics; imports prometheus_client)
 - :mod:`.signals`: ``install_stop_signals``
 - :mod:`.ops`: ``OpsServer``, ``ops_answer``, ``ops_routes`` (Litestar)
 - :mod:`.tasks`: ``cancel_and_wait``, ``BackgroundTasks``

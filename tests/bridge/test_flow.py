@@ -23,14 +23,8 @@ from tests.bridge.support import (
 )
 from tests.helpers import Endpoints
 from tests.support.kafka import create_topics, produce
-from tests.support.samples import load_samples, sample_record
+from tests.support.samples import item_event, load_samples, sample_record
 from tests.support.wait import wait_until
-
-
-def _event(asset: str, item: str, seq: int) -> bytes:
-    return msgspec.json.encode(
-        {"ID": item, "VALUE": seq, "TYPE": "Samples", "attributes": {"seq": seq}}
-    )
 
 
 async def test_records_land_in_stream_live_and_kv(
@@ -42,11 +36,11 @@ async def test_records_land_in_stream_live_and_kv(
     await create_topics(infra.kafka, [t1, t2], partitions=3)
     samples = [x for x in load_samples() if x.get("key") == "VIRTUAL-TEMP-SENS-001"][:3]
     raw = [sample_record(x) for x in samples]
-    headed = (b"A-1", _event("A-1", "temp", 0), [("trace", b"abc"), ("Nats-Rollup", b"all")])
+    headed = (b"A-1", item_event("temp", 0), [("trace", b"abc"), ("Nats-Rollup", b"all")])
     # A record that does not decode is skipped and counted, without blocking its partition.
     bad = (b"A-1", b"not json", [])
-    records_t1 = [*raw, headed, bad, (b"A-1", _event("A-1", "temp", 1), [])]
-    records_t2 = [(b"asset \xc3\xa9", _event("x", "it.em", 7), [])]
+    records_t1 = [*raw, headed, bad, (b"A-1", item_event("temp", 1), [])]
+    records_t2 = [(b"asset \xc3\xa9", item_event("it.em", 7), [])]
 
     nc = await nats.connect(nats_private.url)
     live = await nc.subscribe(f"{layout.live_subject_prefix}.>")
@@ -104,7 +98,7 @@ async def test_records_land_in_stream_live_and_kv(
         range(1, expected + 1)
     )
     temp = [g for g in got if g.subject == layout.live_subject("A-1", "temp")]
-    assert [g.data for g in temp] == [_event("A-1", "temp", 0), _event("A-1", "temp", 1)]
+    assert [g.data for g in temp] == [item_event("temp", 0), item_event("temp", 1)]
     assert (
         temp[1].headers
         and temp[1].headers[NatsHeaders.LAST_SEQUENCE] == temp[0].headers[NatsHeaders.SEQUENCE]
@@ -118,11 +112,11 @@ async def test_records_land_in_stream_live_and_kv(
             e = await kv.get(Layout.state_key("A-1", "temp"))
         except Exception:
             return False
-        return e.value == _event("A-1", "temp", 1)
+        return e.value == item_event("temp", 1)
 
     await wait_until(latest_is_seq1, timeout=10, what="asset_state to hold the latest temp value")
     e = await kv.get(Layout.state_key("asset é", "it.em"))
-    assert e.value == _event("x", "it.em", 7)
+    assert e.value == item_event("it.em", 7)
     await nc.close()
 
 
@@ -148,14 +142,14 @@ async def test_new_group_topic_is_picked_up_without_restart(
     first = layout.group_topic("G1")
     await create_topics(infra.kafka, [first], partitions=2)
     async with InProcessWorker(infra.kafka, nats_private.url, s, layout) as w:
-        await produce(infra.kafka, first, [(b"a", _event("a", "x", 0), [])])
+        await produce(infra.kafka, first, [(b"a", item_event("x", 0), [])])
         await wait_until(
             lambda: stream_holds(nats_private.url, layout.stream, 1), timeout=30, what="1st"
         )
         t0 = time.monotonic()
         late = layout.group_topic("G-late")
         await create_topics(infra.kafka, [late], partitions=2)
-        await produce(infra.kafka, late, [(b"b", _event("b", "y", 0), [])])
+        await produce(infra.kafka, late, [(b"b", item_event("y", 0), [])])
         await wait_until(
             lambda: stream_holds(nats_private.url, layout.stream, 2), timeout=30, what="late"
         )
@@ -176,7 +170,7 @@ async def test_nats_restart_mid_flow_loses_and_duplicates_nothing(
     recs = []
     for seq in range(n):
         a = assets[seq % len(assets)]
-        recs.append((a.encode(), _event(a, "v", seq // len(assets)), []))
+        recs.append((a.encode(), item_event("v", seq // len(assets)), []))
     await produce(infra.kafka, topic, recs)
 
     async with InProcessWorker(infra.kafka, nats_private.url, s, layout) as w:

@@ -167,3 +167,121 @@ def test_environment_table_is_current() -> None:
     assert (COMPOSE / "ENVIRONMENT.md").read_text() == envdoc.render(), (
         "compose/ENVIRONMENT.md is stale: run `python -m compose.envdoc > compose/ENVIRONMENT.md`"
     )
+
+
+# ---------------------------------------------------------------- cluster deployment files
+
+CLUSTER_FILES = ["docker-compose.cluster.yml", "swarm-stack.cluster.yml"]
+NODES = (1, 2, 3)
+
+
+@pytest.mark.parametrize("name", CLUSTER_FILES)
+def test_cluster_env_names_exist_and_point_at_the_cluster(name: str) -> None:
+    doc = load(name)
+    services = ofa_services(doc)
+    assert {svc["command"][0] for svc in services.values()} >= {"split", "bridge", "edge", "router"}
+    for sname, svc in services.items():
+        command = svc["command"][0]
+        env = env_of(svc)
+        unknown = set(env) - envdoc.allowed_env(command)
+        assert not unknown, f"{name}:{sname} sets variables its process never reads: {unknown}"
+        cls, prefix = envdoc.settings_struct(command)
+        from_env(cls, prefix, environ=env)
+        common = from_env(CommonSettings, environ=env)
+        brokers = common.kafka_bootstrap_servers.split(",")
+        assert brokers == [f"kafka-{i}:9092" for i in NODES], f"{sname}: {brokers}"
+        host = common.nats_url.removeprefix("nats://").split(":")[0]
+        assert host in doc["services"], f"{sname}: NATS_URL names no service"
+    split_cls, split_prefix = envdoc.settings_struct("split")
+    bridge_cls, bridge_prefix = envdoc.settings_struct("bridge")
+    split = from_env(split_cls, split_prefix, environ=env_of(services["splitter"]))
+    bridge = from_env(bridge_cls, bridge_prefix, environ=env_of(services["bridge"]))
+    assert getattr(split, "topic_replication") == 3  # noqa: B009 - the type is dynamic here
+    assert getattr(bridge, "replicas") == 3  # noqa: B009
+
+
+@pytest.mark.parametrize("name", CLUSTER_FILES)
+def test_cluster_kafka_quorum_and_replication(name: str) -> None:
+    doc = load(name)
+    envs = [env_of(doc["services"][f"kafka-{i}"]) for i in NODES]
+    voters = {e["KAFKA_CONTROLLER_QUORUM_VOTERS"] for e in envs}
+    assert voters == {",".join(f"{i}@kafka-{i}:9093" for i in NODES)}
+    assert len({e["CLUSTER_ID"] for e in envs}) == 1 and len(envs[0]["CLUSTER_ID"]) == 22
+    for i, e in zip(NODES, envs, strict=True):
+        assert doc["services"][f"kafka-{i}"]["image"].startswith("apache/kafka:")
+        assert e["KAFKA_NODE_ID"] == str(i)
+        assert e["KAFKA_ADVERTISED_LISTENERS"] == f"PLAINTEXT://kafka-{i}:9092"
+        assert {"broker", "controller"} <= set(e["KAFKA_PROCESS_ROLES"].split(","))
+        assert "CONTROLLER://:9093" in e["KAFKA_LISTENERS"]
+        assert e["KAFKA_DEFAULT_REPLICATION_FACTOR"] == "3"
+        assert e["KAFKA_MIN_INSYNC_REPLICAS"] == "2"
+        assert e["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"] == "3"
+        assert e["KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR"] == "3"
+        assert e["KAFKA_TRANSACTION_STATE_LOG_MIN_ISR"] == "2"
+        assert e["KAFKA_UNCLEAN_LEADER_ELECTION_ENABLE"] == "false"
+    init = doc["services"]["kafka-init"]["command"]
+    assert init[init.index("--replication-factor") + 1] == "3"
+    assert init[init.index("--topic") + 1] == "ofa_assets"
+    volumes = {v.split(":")[0] for i in NODES for v in doc["services"][f"kafka-{i}"]["volumes"]}
+    assert len(volumes) == 3 and volumes <= set(doc["volumes"]), "one data volume per broker"
+
+
+def _nats_conf() -> str:
+    return (COMPOSE / "nats-cluster.conf").read_text()
+
+
+@pytest.mark.parametrize("name", CLUSTER_FILES)
+def test_cluster_nats_routes_and_jetstream(name: str) -> None:
+    doc = load(name)
+    conf = _nats_conf()
+    routes = re.findall(r"nats-route://([\w-]+):(\d+)", conf)
+    assert sorted(routes) == [(f"nats-{i}", "6222") for i in NODES]
+    assert re.search(r"listen:\s*0\.0\.0\.0:6222", conf)
+    assert re.search(r"^server_name:\s*\$NATS_SERVER_NAME\s*$", conf, re.M)
+    assert re.search(r"jetstream\s*\{[^}]*store_dir:\s*/data", conf)
+    assert re.search(r"^\s*sync_interval:\s*always\s*$", conf, re.M)
+    assert re.search(r"^max_payload:\s*2MB", conf, re.M)
+    data = set()
+    for i in NODES:
+        svc = doc["services"][f"nats-{i}"]
+        assert svc["image"].startswith("nats:") and svc["command"] == [
+            "-c",
+            "/etc/nats/nats-cluster.conf",
+        ]
+        assert env_of(svc)["NATS_SERVER_NAME"] == f"nats-{i}"
+        data |= {v.split(":")[0] for v in svc["volumes"] if v.endswith(":/data")}
+        if name.startswith("swarm"):
+            assert svc["configs"][0]["source"] == "nats_conf"
+            assert svc["configs"][0]["target"] == "/etc/nats/nats-cluster.conf"
+        else:
+            assert "./nats-cluster.conf:/etc/nats/nats-cluster.conf:ro" in svc["volumes"]
+    assert len(data) == 3 and data <= set(doc["volumes"]), "one JetStream store per node"
+
+
+def test_cluster_compose_cross_references() -> None:
+    doc = load("docker-compose.cluster.yml")
+    services = doc["services"]
+    for name, svc in services.items():
+        for target in svc.get("depends_on", {}):
+            assert target in services, f"{name} depends on unknown service {target}"
+    assert set(services["kafka-init"]["depends_on"]) == {f"kafka-{i}" for i in NODES}
+    for svc in ofa_services(doc).values():
+        assert svc["build"]["dockerfile"] == "compose/Dockerfile"
+    assert services["bridge"]["deploy"]["replicas"] >= 2
+    assert services["edge"]["deploy"]["replicas"] >= 2
+
+
+def test_cluster_swarm_spreads_nodes_over_hosts() -> None:
+    doc = load("swarm-stack.cluster.yml")
+    services = doc["services"]
+    for name, svc in services.items():
+        assert "depends_on" not in svc, f"{name}: swarm ignores depends_on"
+        assert "restart_policy" in svc["deploy"], name
+        assert svc.get("networks") == ["ofa"], name
+    for kind in ("kafka", "nats"):
+        for i in NODES:
+            constraints = services[f"{kind}-{i}"]["deploy"]["placement"]["constraints"]
+            assert constraints == [f"node.labels.ofa.node == {i}"], f"{kind}-{i}"
+    for conf in doc["configs"].values():
+        assert (COMPOSE / conf["file"]).exists()
+    assert doc["networks"]["ofa"]["driver"] == "overlay"

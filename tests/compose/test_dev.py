@@ -50,6 +50,9 @@ async def dashboard_survives_edge_restarts(base: str, banner: str) -> None:
             before = await poll_page(
                 page, lambda s: len(s) == 3 and all(a["events"] >= 3 for a in s), 30, "events"
             )
+            # Order holds on a fresh stream too (a new edge feed once reordered it).
+            for a in before:
+                assert a["gaps"] == 0 and a["dups"] == 0, ("before the edges were killed", a)
             for pid in pids.values():
                 os.kill(int(pid), signal.SIGKILL)
             counts = {a["uuid"]: a["events"] for a in before}
@@ -128,8 +131,10 @@ async def test_dev_starts_serves_and_stops_cleanly(
         async with httpx.AsyncClient(base_url=base, timeout=10) as c:
             assert (await c.get("/ready")).json() == {"status": "ready"}
             # The simulator's assets reach the router's group index via the splitter.
-            asset = ""
-            while not asset:
+            # The index fills as the splitter announces each asset: wait for all three
+            # workcenters of the simulator (6 assets over 3), not only for the first asset.
+            asset, body = "", {"workcenters": {}}
+            while not asset or len(body["workcenters"]) < 3:
                 body = (await c.get("/api/assets")).json()
                 names = sorted(a for wc in body["workcenters"].values() for a in wc)
                 asset = next((a for a in names if not a.endswith("-AGENT")), "")

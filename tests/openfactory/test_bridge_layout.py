@@ -14,13 +14,8 @@ from tests.bridge.support import InProcessWorker, bridge_layout, bridge_settings
 from tests.helpers import Endpoints
 from tests.openfactory.subscriber import OpenFactorySubscriber
 from tests.support.kafka import create_topics, produce
+from tests.support.samples import item_event
 from tests.support.wait import wait_until
-
-
-def _event(item: str, seq: int) -> bytes:
-    return msgspec.json.encode(
-        {"ID": item, "VALUE": seq, "TYPE": "Samples", "attributes": {"seq": seq}}
-    )
 
 
 async def test_stored_records_reach_openfactory_subjects(
@@ -30,14 +25,14 @@ async def test_stored_records_reach_openfactory_subjects(
     layout = bridge_layout(unique)
     topic = layout.group_topic("WC1")
     await create_topics(infra.kafka, [topic], partitions=2)
-    records = [(b"prover3018", _event("Temp", i), []) for i in range(5)]
+    records = [(b"prover3018", item_event("Temp", i), []) for i in range(5)]
     odd = [
-        (b"A", _event("a.b", 0), []),  # one more token: not for <UUID>.*, for A.> and A.a.b
-        (b"A", _event("has space", 1), []),  # would break the protocol line: skipped
-        (b"A", _event("*", 2), []),  # a wildcard token: skipped
+        (b"A", item_event("a.b", 0), []),  # one more token: not for <UUID>.*, for A.> and A.a.b
+        (b"A", item_event("has space", 1), []),  # would break the protocol line: skipped
+        (b"A", item_event("*", 2), []),  # a wildcard token: skipped
         # A JetStream API call if published: must be skipped (the stream must survive it).
-        (b"$JS.API.STREAM.DELETE", _event(layout.stream, 3), []),
-        (b"A", _event("last", 4), []),
+        (b"$JS.API.STREAM.DELETE", item_event(layout.stream, 3), []),
+        (b"A", item_event("last", 4), []),
     ]
     sdk = OpenFactorySubscriber(nats_private.url, "prover3018")
     await sdk.start()
@@ -104,7 +99,7 @@ async def test_setting_turns_the_openfactory_layout_off(
     await sdk.start()
     async with InProcessWorker(infra.kafka, nats_private.url, s, layout) as w:
         await produce(
-            infra.kafka, topic, [(b"PROVER3018", _event("Temp", i), []) for i in range(3)]
+            infra.kafka, topic, [(b"PROVER3018", item_event("Temp", i), []) for i in range(3)]
         )
         await wait_until(
             lambda: stream_holds(nats_private.url, layout.stream, 3), timeout=30, what="stored"

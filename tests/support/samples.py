@@ -33,3 +33,11 @@ def sample_record(s: dict[str, Any]) -> tuple[bytes | None, bytes | None, list[t
         value = msgspec.json.encode(s["value"])
     headers = [(k, v.encode()) for k, v in s.get("headers", {}).items()]
     return key, value, headers
+
+
+def item_event(item: str, seq: int) -> bytes:
+    """A minimal ``Samples`` event of data item ``item`` whose value (and ``seq`` attribute) is
+    ``seq``, so a test can tell records apart by value."""
+    return msgspec.json.encode(
+        {"ID": item, "VALUE": seq, "TYPE": "Samples", "attributes": {"seq": seq}}
+    )
