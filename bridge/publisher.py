@@ -30,13 +30,6 @@ from ofa_contract.runtime.connect import ReconnectPolicy, connect_nats
 
 log = get_logger("bridge", __name__)
 
-#: No client-side reconnect: this class reconnects and re-sends itself (module docstring). Not
-#: ``ReconnectPolicy.NONE``: with ``max_reconnect_attempts=0`` nats.py's first ``connect`` retries
-#: an unreachable server forever instead of raising; 1 makes it give up after two quick tries.
-_ONE_SHOT = ReconnectPolicy(
-    allow_reconnect=False, max_reconnect_attempts=1, reconnect_time_wait=0.1
-)
-
 #: nats-server writes ``"duplicate": true`` (with a space) into the ack of a publish it dropped
 #: as a duplicate; match the field, not one spelling of it.
 _DUPLICATE = re.compile(rb'"duplicate"\s*:\s*true')
@@ -230,7 +223,8 @@ class Publisher:
         nc = await connect_nats(
             self._url,
             self._name,
-            policy=_ONE_SHOT,
+            # No client-side reconnect: this class reconnects and re-sends (module docstring).
+            policy=ReconnectPolicy.NONE,
             log=log,
             disconnected_cb=self._on_disconnected,
             closed_cb=self._on_disconnected,

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import time
 from collections import deque
 from collections.abc import Callable
@@ -26,11 +25,13 @@ from nats.aio.msg import Msg
 
 from edge import sse
 from edge.metrics import EdgeMetrics
-from edge.resume import HistoryError, replay
-from ofa_contract.naming import encode_token
-from ofa_contract.streams import H_LAST_SEQUENCE, H_SEQUENCE
+from edge.resume import replay
+from ofa_contract.compat import subscription_sid
+from ofa_contract.layout import Layout, NatsHeaders
+from ofa_contract.naming import decode_token
+from ofa_contract.runtime import BackgroundTasks, get_logger
 
-log = logging.getLogger("edge.fanout")
+log = get_logger("edge", "fanout")
 
 #: The live subscription hands messages to an in-process queue; it must essentially never
 #: drop (a drop is detected as a gap and costs every client of the asset a reconnect).
@@ -88,7 +89,6 @@ class Client:
 
     __slots__ = (
         "closed",
-        "drop_on_close",
         "floor",
         "held",
         "held_bytes",
@@ -102,7 +102,6 @@ class Client:
         "queue_largest",
         "queued_at",
         "replaying",
-        "task",
         "wakeup",
         "writer",
     )
@@ -119,7 +118,6 @@ class Client:
         self.queued_at = 0.0
         self.wakeup = Wakeup()
         self.closed: str | None = None
-        self.drop_on_close = False
         self.replaying = True
         #: Frames up to this sequence came from the history replay: never send them again.
         self.floor = 0
@@ -127,7 +125,6 @@ class Client:
         self.held_bytes = 0
         self.held_largest = 0
         self.on_cut = on_cut
-        self.task: asyncio.Task[Any] | None = None
         #: Set by the stream while it waits for the wake-up with nothing queued.
         self.parked = False
         self.writer: sse.DirectWriter | None = None
@@ -194,7 +191,6 @@ class Client:
         if self.closed is not None:
             return
         self.closed = reason
-        self.drop_on_close = True
         self.queue.clear()
         self.queue_bytes = 0
         self.queue_largest = 0
@@ -223,10 +219,9 @@ class AssetFeed:
     def __init__(self, hub: Hub, asset_uuid: str) -> None:
         self.hub = hub
         self.asset_uuid = asset_uuid
-        token = encode_token(asset_uuid)
-        self.live_wildcard = f"{hub.live_prefix}.{token}.*"
-        self._live_head = f"{hub.live_prefix}.{token}."
-        self._stream_head = f"{hub.stream_prefix}.{token}."
+        self.live_wildcard = hub.layout.live_filter(asset_uuid)
+        #: ``<live prefix>.<asset token>.``: what precedes a data item's token in a live subject.
+        self._live_head = self.live_wildcard.removesuffix("*")
         self.clients: set[Client] = set()
         self.refs = 0
         self.sub: Any = None
@@ -260,7 +255,7 @@ class AssetFeed:
         # in its PONG queue and its read loop then dies on it (InvalidStateError): the edge would
         # receive nothing more from NATS. So the flush completes even when its caller is gone.
         await asyncio.shield(nc.flush())
-        info = await nc.jetstream()._jsm.stream_info(self.hub.stream)
+        info = await nc.jetstream().stream_info(self.hub.stream)
         self.start_seq = int(info.state.last_seq or 0)
         held, self._backlog = self._backlog, None
         for msg in held:
@@ -276,8 +271,9 @@ class AssetFeed:
                 await self.sub.unsubscribe()
 
     def stream_filter(self, item_token: str | None) -> str:
-        """Stream filter subject for this asset (or one of its data items)."""
-        return self._stream_head + (item_token or "*")
+        """Stream filter subject for this asset (or the data item of an encoded token)."""
+        item_id = decode_token(item_token) if item_token else None
+        return self.hub.layout.stream_filter(self.asset_uuid, item_id)
 
     async def _on_msg(self, msg: Msg) -> None:
         if self.dead:
@@ -290,7 +286,7 @@ class AssetFeed:
             return
         if self._gap_from(msg) is not None:
             self._backlog = deque([msg])
-            self._fill_task = asyncio.get_running_loop().create_task(self._fill())
+            self._fill_task = self.hub.tasks.spawn(self._fill(), name="edge-gap-fill")
             return
         self._accept(msg)
 
@@ -298,7 +294,7 @@ class AssetFeed:
         """First sequence that may be missing before ``msg`` on its subject, or None."""
         hdrs = msg.headers or {}
         try:
-            prev_stored = int(hdrs.get(H_LAST_SEQUENCE, "0"))
+            prev_stored = int(hdrs.get(NatsHeaders.LAST_SEQUENCE, "0"))
         except ValueError:
             return None
         prev_seen = self.last_by_subject.get(msg.subject)
@@ -310,9 +306,9 @@ class AssetFeed:
     def _accept(self, msg: Msg) -> None:
         hdrs = msg.headers or {}
         try:
-            seq = int(hdrs[H_SEQUENCE])
+            seq = int(hdrs[NatsHeaders.SEQUENCE])
         except (KeyError, ValueError):
-            log.warning("live message without %s on %s; dropped", H_SEQUENCE, msg.subject)
+            log.warning("live message without %s on %s; dropped", NatsHeaders.SEQUENCE, msg.subject)
             return
         prev = self.last_by_subject.get(msg.subject)
         if prev is not None and seq <= prev:
@@ -358,14 +354,14 @@ class AssetFeed:
         self.hub.metrics.live_gaps.inc()
         token = msg.subject[len(self._live_head) :]
         hdrs = msg.headers or {}
-        upto = int(hdrs.get(H_SEQUENCE, "0"))
+        upto = int(hdrs.get(NatsHeaders.SEQUENCE, "0"))
         log.info(
             "live gap on %s from seq %d to %d; filling from the stream", msg.subject, start, upto
         )
         async for stored in replay(
             self.hub.nc,
             self.hub.stream,
-            self._stream_head + token,
+            self.stream_filter(token),
             start,
             timeout=self.hub.history_timeout_s,
         ):
@@ -377,7 +373,7 @@ class AssetFeed:
                 self._deliver(token, msg.subject, stored.seq, stored.data)
         # Everything stored before the revealing message is now delivered, or gone from the
         # stream (limits): either way, do not ask again.
-        prev_stored = int(hdrs.get(H_LAST_SEQUENCE, "0"))
+        prev_stored = int(hdrs.get(NatsHeaders.LAST_SEQUENCE, "0"))
         self.last_by_subject[msg.subject] = max(
             self.last_by_subject.get(msg.subject, 0), prev_stored
         )
@@ -390,16 +386,13 @@ class Hub:
         self,
         nc: NatsClient,
         *,
-        stream: str,
-        stream_prefix: str,
-        live_prefix: str,
+        layout: Layout,
         metrics: EdgeMetrics,
         history_timeout_s: float = 10.0,
     ) -> None:
         self.nc = nc
-        self.stream = stream
-        self.stream_prefix = stream_prefix
-        self.live_prefix = live_prefix
+        self.layout = layout
+        self.stream = layout.stream
         self.metrics = metrics
         self.history_timeout_s = history_timeout_s
         self.feeds: dict[str, AssetFeed] = {}
@@ -407,6 +400,8 @@ class Hub:
         self.closing = False
         #: Test hook: return True to drop a live message as if NATS had lost it.
         self.test_drop_live: Callable[[Msg], bool] | None = None
+        #: Unsubscribes and gap fills that outlive their caller (awaited by :meth:`close`).
+        self.tasks = BackgroundTasks("edge fan-out", log)
 
     async def acquire(self, asset_uuid: str) -> AssetFeed:
         """The live feed of an asset, subscribed and confirmed; counts a reference."""
@@ -423,7 +418,7 @@ class Hub:
                 self.metrics.subscriptions.set(len(self.feeds))
                 feed.started.set_exception(RuntimeError(f"cannot subscribe: {exc}"))
                 feed.started.exception()  # mark retrieved
-                asyncio.get_running_loop().create_task(feed.stop())
+                self.tasks.spawn(feed.stop(), name="edge-unsubscribe")
                 raise
             feed.started.set_result(None)
         else:
@@ -448,7 +443,7 @@ class Hub:
             if self.feeds.get(feed.asset_uuid) is feed:
                 del self.feeds[feed.asset_uuid]
                 self.metrics.subscriptions.set(len(self.feeds))
-            asyncio.get_running_loop().create_task(feed.stop())
+            self.tasks.spawn(feed.stop(), name="edge-unsubscribe")
 
     def kill_feed(self, feed: AssetFeed, reason: str) -> None:
         """Close every client of a feed that can no longer be trusted, and forget it."""
@@ -458,7 +453,7 @@ class Hub:
         feed.dead = True
         for client in list(feed.clients):
             client.close(reason)
-        asyncio.get_running_loop().create_task(feed.stop())
+        self.tasks.spawn(feed.stop(), name="edge-unsubscribe")
 
     def kill_all(self, reason: str) -> None:
         """Close every feed (e.g. after a NATS reconnect: live messages may have been lost)."""
@@ -468,7 +463,7 @@ class Hub:
     def feed_of_sid(self, sid: int) -> AssetFeed | None:
         """The feed owning a subscription id (for slow-consumer errors)."""
         for feed in self.feeds.values():
-            if feed.sub is not None and feed.sub._id == sid:
+            if feed.sub is not None and subscription_sid(feed.sub) == sid:
                 return feed
         return None
 
@@ -478,5 +473,9 @@ class Hub:
         for client in list(self.clients):
             client.close(reason)
 
+    async def close(self) -> None:
+        """Wait for (or cancel) the unsubscribes and gap fills still running."""
+        await self.tasks.close(timeout=5)
 
-__all__ = ["AssetFeed", "Client", "HistoryError", "Hub", "Wakeup"]
+
+__all__ = ["AssetFeed", "Client", "Hub", "Wakeup"]

@@ -12,7 +12,6 @@ import contextlib
 import gc
 import os
 import socket
-import time
 from typing import Any
 
 from nats.aio.client import Client as NatsClient
@@ -38,52 +37,6 @@ _FIRST_ATTEMPT_S = 5.0
 #: Live messages are lost while disconnected anyway (clients resume from the stream): come back
 #: fast rather than wait nats.py's default 2 s.
 _RECONNECT = ReconnectPolicy(reconnect_time_wait=0.5)
-
-
-class OutageReport:
-    """What the first NATS connection waits for: logged once, then only at growing intervals
-    (5 s, 10 s, 20 s... 5 min), and shown on ``/ready`` meanwhile.
-
-    nats.py retries a first connection for ever by itself under a reconnect-for-ever policy,
-    reporting each failed attempt (every 0.5 s) to the error callback, which lands here.
-    """
-
-    def __init__(self, what: str) -> None:
-        self.what = what
-        self.failures = 0
-        self.last_error = ""
-        self._since = 0.0
-        self._next_log = 0.0
-
-    def failed(self, exc: BaseException) -> None:
-        """Count a failed attempt; log when the back-off says so."""
-        now = time.monotonic()
-        if self.failures == 0:
-            self._since = self._next_log = now
-        self.failures += 1
-        self.last_error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        if now < self._next_log:
-            return
-        waited = now - self._since
-        extra = {"variable": "NATS_URL", "attempts": self.failures, "waited_s": round(waited, 1)}
-        if self.failures == 1:
-            log.warning("%s: %s", self.what, self.last_error, extra=extra)
-        else:
-            log.warning(
-                "still %s after %.0f s (%d attempts): %s",
-                self.what,
-                waited,
-                self.failures,
-                self.last_error,
-                extra=extra,
-            )
-        self._next_log = now + min(300.0, max(5.0, 2 * waited))
-
-    def describe(self) -> str:
-        """One line for ``/ready``."""
-        if not self.failures:
-            return self.what
-        return f"{self.what}: {self.last_error} ({self.failures} attempts)"
 
 
 class EdgeNode:
@@ -113,7 +66,8 @@ class EdgeNode:
         self.closing = False
         #: (``/ready`` key, what the node waits for) until it serves.
         self._waiting: tuple[str, str] | None = ("nats", "connecting to NATS")
-        self._outage: OutageReport | None = None
+        #: Failed first-connect attempts (shown on /ready while NATS is away).
+        self._nats_attempts = 0
         self._stop = asyncio.Event()
         self._settled = asyncio.Event()
         self._tasks = BackgroundTasks("edge node", log)
@@ -155,20 +109,12 @@ class EdgeNode:
                 await self._settled.wait()
 
     async def _connect(self) -> None:
-        """Connect to NATS (retried for ever), set up the hub, register, then serve."""
-        url = self.common.nats_url
-        self._outage = OutageReport(f"waiting for NATS at {url} (NATS_URL)")
+        """Connect to NATS (waiting with back-off), set up the hub, register, then serve."""
         try:
-            self.nc = await connect_nats(
-                url,
-                f"ofa-edge-{self.edge_id}",
-                policy=_RECONNECT,
-                log=log,
-                error_cb=self._on_error,
-                reconnected_cb=self._on_reconnect,
-                pending_size=64 * 1024 * 1024,
-            )
-            self._outage = None
+            nc = await self._wait_nats()
+            if nc is None:
+                return  # stopped first
+            self.nc = nc
             self.hub = self._new_hub(self.nc)
             self.planner = ResumePlanner(self.nc, self.layout.stream)
             if not await self._register(self.nc):
@@ -183,12 +129,37 @@ class EdgeNode:
         finally:
             self._settled.set()
 
+    async def _wait_nats(self) -> NatsClient | None:
+        """The NATS connection, waited for with back-off (None when stopped first)."""
+        url = self.common.nats_url
+        self._waiting = ("nats", f"connecting to NATS at {url}")
+
+        def waiting(reason: str) -> None:
+            self._nats_attempts += 1
+            self._waiting = ("nats", f"{reason} ({self._nats_attempts} attempts)")
+            self._settled.set()
+
+        return await wait_for_service(
+            f"NATS at {url}",
+            "NATS_URL",
+            lambda: connect_nats(
+                url,
+                f"ofa-edge-{self.edge_id}",
+                policy=_RECONNECT,
+                log=log,
+                error_cb=self._on_error,
+                reconnected_cb=self._on_reconnect,
+                pending_size=64 * 1024 * 1024,
+            ),
+            self._stop,
+            log,
+            on_waiting=waiting,
+        )
+
     def _new_hub(self, nc: NatsClient) -> Hub:
         return Hub(
             nc,
-            stream=self.layout.stream,
-            stream_prefix=self.layout.stream_subject_prefix,
-            live_prefix=self.layout.live_subject_prefix,
+            layout=self.layout,
             metrics=self.metrics,
             history_timeout_s=self.settings.history_timeout_s,
         )
@@ -224,11 +195,6 @@ class EdgeNode:
         return not self._stop.is_set()
 
     async def _on_error(self, exc: Exception) -> None:
-        if self._outage is not None:
-            # A failed attempt of the first connection: say what we wait for.
-            self._outage.failed(exc)
-            self._settled.set()
-            return
         sub = getattr(exc, "sub", None)
         if sub is not None and self.hub is not None:
             feed = self.hub.feed_of_sid(subscription_sid(sub))
@@ -265,6 +231,8 @@ class EdgeNode:
         self.begin_shutdown()
         await cancel_and_wait(self._connector)
         await self._tasks.close()
+        if self.hub is not None:
+            await self.hub.close()
         if self.registration is not None:
             await self.registration.stop()
         if self.nc is not None:
@@ -276,9 +244,6 @@ class EdgeNode:
         issues: dict[str, str] = {}
         if self.closing:
             issues["shutdown"] = "edge is shutting down"
-        if self._outage is not None:
-            issues["nats"] = self._outage.describe()
-            return issues
         if self._waiting is not None:
             issues[self._waiting[0]] = self._waiting[1]
             return issues

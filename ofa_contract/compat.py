@@ -36,6 +36,32 @@ async def nats_send_raw(nc: NatsClient, command: bytes) -> None:
         await nc._flush_pending()
 
 
+def nats_set_reconnect(
+    nc: NatsClient,
+    *,
+    allow_reconnect: bool,
+    max_reconnect_attempts: int,
+    reconnect_time_wait: float,
+) -> None:
+    """Change a connected client's reconnect policy (``Client.options``, read by nats.py each
+    time it reconnects).
+
+    Why: ``nats.connect`` takes one policy for the first connect and the reconnects alike, and
+    its first connect never gives up on an unreachable server with ``max_reconnect_attempts``
+    -1 or 0; :func:`ofa_contract.runtime.connect.connect_nats` connects with a small budget and
+    sets the real one here. Undocumented: the ``options`` dict and these three keys.
+    """
+    for key in _RECONNECT_KEYS:
+        if key not in nc.options:
+            raise RuntimeError(f"nats.py client has no option {key!r}; check ofa_contract.compat")
+    nc.options["allow_reconnect"] = allow_reconnect
+    nc.options["max_reconnect_attempts"] = max_reconnect_attempts
+    nc.options["reconnect_time_wait"] = reconnect_time_wait
+
+
+_RECONNECT_KEYS = ("allow_reconnect", "max_reconnect_attempts", "reconnect_time_wait")
+
+
 def subscription_sid(sub: Subscription) -> int:
     """The protocol id of a subscription (``Subscription._id``), to match the ``sub`` that
     nats.py attaches to a slow-consumer error with our own records of subscriptions.
@@ -80,5 +106,6 @@ __all__ = [
     "kafka_cluster_metadata",
     "lower_txn_retry_backoff",
     "nats_send_raw",
+    "nats_set_reconnect",
     "subscription_sid",
 ]

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import time
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 from nats.aio.client import Client as NatsClient
@@ -62,33 +61,6 @@ class Metrics:
         )
         self.edges_live = m.gauge("edges_live", "Live edges")
         self.assets_indexed = m.gauge("assets_indexed", "Assets in the group index")
-
-
-async def nats_answers(servers: str, timeout: float) -> str:
-    """Raise unless one of ``servers`` (comma-separated URLs) greets with NATS' ``INFO`` line.
-
-    Returns the URL that answered. The start-up probe: a client with the never-give-up
-    reconnect policy never returns from its first connect while NATS is away, so it could not
-    report what it waits for.
-    """
-    failures = []
-    for url in (u.strip() for u in servers.split(",") if u.strip()):
-        parts = urlsplit(url if "://" in url else f"nats://{url}")
-        try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(parts.hostname or "127.0.0.1", parts.port or 4222),
-                timeout,
-            )
-            try:
-                greeting = await asyncio.wait_for(reader.readline(), timeout)
-            finally:
-                writer.close()
-            if greeting.startswith(b"INFO"):
-                return url
-            failures.append(f"{url}: not a NATS server")
-        except (OSError, TimeoutError) as exc:
-            failures.append(f"{url}: {exc or type(exc).__name__}")
-    raise ConnectionError("; ".join(failures) or "no server given")
 
 
 class RouterService:
@@ -160,19 +132,17 @@ class RouterService:
     async def _wait_nats(self) -> None:
         url = self.common.nats_url
         self.waiting["nats"] = f"connecting to NATS at {url}"
-        timeout = self.settings.ready_timeout_s
-        reachable = await wait_for_service(
+        nc = await wait_for_service(
             f"NATS at {url}",
             "NATS_URL",
-            lambda: nats_answers(url, timeout),
+            lambda: connect_nats(url, "ofa-router", log=log),
             self._stopping,
             log,
             on_waiting=lambda why: self.waiting.__setitem__("nats", why),
         )
-        if reachable is None:
+        if nc is None:
             return  # stopping
-        # Reachable: connect with the never-give-up policy (later outages are reconnected).
-        self.nc = await connect_nats(url, "ofa-router", log=log)
+        self.nc = nc
         self.waiting.pop("nats", None)
         log.info("connected to NATS", extra={"nats_url": url})
         self.edges.start()

@@ -63,7 +63,7 @@ async def wait_for_service(
         except fatal:
             raise
         except Exception as exc:
-            reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            reason = _describe(exc)
             if on_waiting is not None:
                 on_waiting(f"waiting for {what} ({variable}): {reason}")
             if attempt & (attempt - 1) == 0:  # 1, 2, 4, 8...: fewer lines the longer it lasts
@@ -87,6 +87,15 @@ async def wait_for_service(
 
 
 _STOPPED = object()
+
+
+def _describe(exc: BaseException) -> str:
+    """``Name: message``, without naming the type twice (aiokafka's errors already start their
+    text with it: ``KafkaConnectionError: Unable to bootstrap ...``)."""
+    name, text = type(exc).__name__, str(exc)
+    if not text:
+        return name
+    return text if text.startswith(name) else f"{name}: {text}"
 
 
 async def _unless_stopped(probe: Callable[[], Awaitable[R]], stop: asyncio.Event) -> R | object:

@@ -63,5 +63,11 @@ async def test_raw_hpub_and_subscription_sid_against_a_real_server(
         )
         await compat.nats_send_raw(nc, cmd)
         assert await asyncio.wait_for(got.get(), 10) == ("raw.test", b"hello", "v")
+        compat.nats_set_reconnect(
+            nc, allow_reconnect=False, max_reconnect_attempts=7, reconnect_time_wait=0.25
+        )
+        assert nc.options["allow_reconnect"] is False
+        assert nc.options["max_reconnect_attempts"] == 7
+        assert nc.options["reconnect_time_wait"] == 0.25
     finally:
         await nc.close()

@@ -227,6 +227,35 @@ async def test_guarded_listener_reports_callback_failures() -> None:
     assert errors == [("revoked", "revoke failed")]
 
 
+async def test_wait_for_service_names_the_exception_type_once() -> None:
+    from aiokafka.errors import KafkaConnectionError
+
+    reasons: list[str] = []
+    stop = asyncio.Event()
+    errors = iter([KafkaConnectionError("Unable to bootstrap"), ConnectionError("refused")])
+
+    async def probe() -> str:
+        exc = next(errors, None)
+        if exc is not None:
+            raise exc
+        return "ok"
+
+    got = await wait_for_service(
+        "Kafka",
+        "KAFKA_BOOTSTRAP_SERVERS",
+        probe,
+        stop,
+        log,
+        backoff=FAST,
+        on_waiting=reasons.append,
+    )
+    assert got == "ok"
+    assert reasons[0].endswith(
+        "(KAFKA_BOOTSTRAP_SERVERS): KafkaConnectionError: Unable to bootstrap"
+    )
+    assert reasons[1].endswith("(KAFKA_BOOTSTRAP_SERVERS): ConnectionError: refused")
+
+
 # -- NATS --------------------------------------------------------------------------------------
 
 
@@ -258,6 +287,80 @@ async def test_connect_nats_reconnects_forever_and_logs_outage_once(
     errors = [r for r in caplog.records if r.getMessage().startswith("NATS connection test-conn:")]
     assert len(lost) == 1 and len(back) == 1
     assert len(errors) <= 1  # later failed attempts are DEBUG
+
+
+@pytest.mark.parametrize("policy", [ReconnectPolicy.FOREVER, ReconnectPolicy.NONE])
+async def test_connect_nats_first_connect_fails_fast_whatever_the_policy(
+    policy: ReconnectPolicy,
+) -> None:
+    # nats.py alone retries this forever under both policies; the bound is only a safety net.
+    url = f"nats://127.0.0.1:{free_port()}"
+    with pytest.raises(Exception) as raised:
+        await asyncio.wait_for(connect_nats(url, "test-unreachable", policy=policy), 60)
+    assert not isinstance(raised.value, TimeoutError)
+
+
+async def test_connect_nats_skips_an_unreachable_server_then_applies_the_policy(
+    nats_private: local_infra.NatsProcess,
+) -> None:
+    dead = f"nats://127.0.0.1:{free_port()}"
+    policy = ReconnectPolicy(reconnect_time_wait=0.3)
+    nc = await connect_nats([dead, nats_private.url], "test-pool", policy=policy)
+    try:
+        assert nc.is_connected
+        assert nc.options["allow_reconnect"] is True
+        assert nc.options["max_reconnect_attempts"] == -1
+        assert nc.options["reconnect_time_wait"] == 0.3
+    finally:
+        await nc.close()
+
+
+async def test_connect_nats_none_policy_closes_on_the_first_disconnect(
+    nats_private: local_infra.NatsProcess,
+) -> None:
+    closed = asyncio.Event()
+
+    async def on_closed() -> None:
+        closed.set()
+
+    nc = await connect_nats(
+        nats_private.url, "test-none", policy=ReconnectPolicy.NONE, closed_cb=on_closed
+    )
+    try:
+        assert nc.options["allow_reconnect"] is False
+        nats_private.stop()
+        await asyncio.wait_for(closed.wait(), 30)
+        assert nc.is_closed
+    finally:
+        await nc.close()
+
+
+async def test_wait_for_service_around_connect_nats_logs_once_then_connects(
+    nats_private: local_infra.NatsProcess, caplog: pytest.LogCaptureFixture
+) -> None:
+    nats_private.stop()
+    stop = asyncio.Event()
+    with caplog.at_level(logging.WARNING, logger=log.name):
+        waiting = asyncio.ensure_future(
+            wait_for_service(
+                "NATS",
+                "NATS_URL",
+                lambda: connect_nats(nats_private.url, "test-wait"),
+                stop,
+                log,
+                backoff=FAST,
+            )
+        )
+        await wait_until(
+            lambda: any("waiting for NATS (NATS_URL)" in r.getMessage() for r in caplog.records),
+            timeout=60,
+            what="the waiting log line",
+        )
+        nats_private.start()
+        nc = await asyncio.wait_for(waiting, 60)
+    assert nc is not None and nc.is_connected
+    await nc.close()
+    assert nc.options["max_reconnect_attempts"] == -1
 
 
 def test_default_policy_never_gives_up() -> None:
