@@ -18,7 +18,7 @@ from aiokafka.coordinator.protocol import ConsumerProtocol
 from bridge.settings import BridgeSettings
 from compose.local_infra import NatsProcess, free_port
 from ofa_contract.layout import Layout, NatsHeaders
-from ofa_contract.streams import BridgeEntry
+from ofa_contract.registry import BridgeEntry
 from tests.bridge.support import (
     bridge_layout,
     bridge_settings,
