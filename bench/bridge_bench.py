@@ -36,7 +36,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from nats.aio.client import Client as NatsClient
 
 from compose import local_infra
-from ofa_contract.naming import group_topic
+from ofa_contract.layout import Layout
 
 REPO = Path(__file__).resolve().parents[1]
 KAFKA = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
@@ -112,7 +112,7 @@ async def _stop_run(proc: subprocess.Popen[bytes], nc: NatsClient, tag: str) -> 
 
 async def throughput_run(nats_url: str, n: int, work: Path) -> float:
     tag = uuid.uuid4().hex[:8]
-    topic = group_topic("WC1", f"asset_stream_b{tag}_")
+    topic = Layout(group_topic_prefix=f"asset_stream_b{tag}_").group_topic("WC1")
     await create_topics(KAFKA, [topic], partitions=3)
     producer = AIOKafkaProducer(
         bootstrap_servers=KAFKA, acks="all", enable_idempotence=True, linger_ms=5
@@ -148,7 +148,7 @@ async def throughput_run(nats_url: str, n: int, work: Path) -> float:
 
 async def latency_run(nats_url: str, seconds: float, work: Path) -> tuple[float, float, int]:
     tag = uuid.uuid4().hex[:8]
-    topic = group_topic("WC1", f"asset_stream_b{tag}_")
+    topic = Layout(group_topic_prefix=f"asset_stream_b{tag}_").group_topic("WC1")
     await create_topics(KAFKA, [topic], partitions=3)
     nc = await nats.connect(nats_url)
     lat: list[float] = []

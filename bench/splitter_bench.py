@@ -36,7 +36,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from compose.local_infra import free_port  # noqa: E402
-from ofa_contract.naming import group_topic  # noqa: E402
+from ofa_contract.layout import Layout  # noqa: E402
 
 BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
 PARTITIONS = 6
@@ -221,7 +221,8 @@ async def latency_run(seconds: float, rate: float, log: Path) -> dict[str, float
     try:
         await produce_registration(producer, run)
         async with splitter(run, log):
-            topics = [group_topic(f"WC{i + 1}", run.prefix) for i in range(WORKCENTERS)]
+            layout = Layout(group_topic_prefix=run.prefix)
+            topics = [layout.group_topic(f"WC{i + 1}") for i in range(WORKCENTERS)]
             consumer = AIOKafkaConsumer(
                 bootstrap_servers=BOOTSTRAP,
                 isolation_level="read_committed",

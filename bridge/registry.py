@@ -23,9 +23,9 @@ from bridge.metrics import BridgeMetrics
 from bridge.settings import BridgeSettings
 from bridge.stream_setup import ensure_registry
 from ofa_contract.layout import Layout
+from ofa_contract.registry import BridgeEntry
 from ofa_contract.runtime import get_logger
 from ofa_contract.runtime.connect import ReconnectPolicy, connect_nats
-from ofa_contract.streams import BridgeEntry
 
 log = get_logger("bridge", __name__)
 

@@ -18,8 +18,8 @@ from nats.js.errors import BucketNotFoundError
 from nats.js.kv import KeyValue
 
 from ofa_contract.naming import encode_token
+from ofa_contract.registry import EdgeEntry
 from ofa_contract.runtime import cancel_and_wait, get_logger
-from ofa_contract.streams import EdgeEntry
 
 log = get_logger("edge", "registry")
 

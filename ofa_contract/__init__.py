@@ -5,7 +5,7 @@ Everything that two services must agree on lives here and nowhere else:
 
 - :mod:`.events` (record decoding), :mod:`.naming` (token encoding),
   :mod:`.layout` (``Layout``, ``KafkaHeaders``, ``NatsHeaders``),
-  :mod:`.topics` / :mod:`.streams` (value Structs, compacted-topic codecs),
+  :mod:`.topics` (value Structs, compacted-topic codecs), :mod:`.registry` (KV registry values),
 - :mod:`.settings` (``from_env``, constrained types), :mod:`.processes` (the CLI registry),
 - :mod:`.runtime` (logging, ops endpoints, waiting, NATS connections, tasks, uvicorn),
 - :mod:`.asset_state`, :mod:`.auth` (shared by edge and router), :mod:`.compat` (private APIs).
@@ -23,13 +23,7 @@ from ofa_contract.events import (
     decode_record,
 )
 from ofa_contract.layout import DEFAULT_LAYOUT, KafkaHeaders, Layout, NatsHeaders
-from ofa_contract.naming import (
-    asset_subject,
-    decode_token,
-    encode_token,
-    group_from_topic,
-    group_topic,
-)
+from ofa_contract.naming import decode_token, encode_token
 
 __version__ = "0.1.0"
 
@@ -47,10 +41,7 @@ __all__ = [
     "NotJson",
     "TooLarge",
     "__version__",
-    "asset_subject",
     "decode_record",
     "decode_token",
     "encode_token",
-    "group_from_topic",
-    "group_topic",
 ]

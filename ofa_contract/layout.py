@@ -15,13 +15,7 @@ from typing import ClassVar, Final
 
 import msgspec
 
-from ofa_contract.naming import (
-    GROUP_TOPIC_PREFIX,
-    LIVE_SUBJECT_PREFIX,
-    encode_token,
-    group_from_topic,
-    group_topic,
-)
+from ofa_contract.naming import MAX_TOPIC_LENGTH, decode_token, encode_token
 from ofa_contract.settings import NonEmptyStr, from_env
 
 _NAMESPACE_RE = re.compile(r"^[A-Za-z0-9_-]*$")
@@ -55,7 +49,7 @@ class Layout(msgspec.Struct, frozen=True, kw_only=True):
     #: Topic OpenFactory writes every asset event to.
     input_topic: NonEmptyStr = "ofa_assets"
     #: Derived per-group topics are ``<prefix><encoded group>``.
-    group_topic_prefix: NonEmptyStr = GROUP_TOPIC_PREFIX
+    group_topic_prefix: NonEmptyStr = "asset_stream_"
     #: Compacted topic announcing every group the splitter created a topic for.
     groups_topic: NonEmptyStr = "ofa_groups"
     #: Compacted changelog of the splitter's asset -> group table.
@@ -69,7 +63,7 @@ class Layout(msgspec.Struct, frozen=True, kw_only=True):
     #: Subjects stored by the stream: ``<prefix>.<uuid>.<id>``.
     stream_subject_prefix: NonEmptyStr = "ofa.asset"
     #: Live subjects the stream republishes to: ``<prefix>.<uuid>.<id>``.
-    live_subject_prefix: NonEmptyStr = LIVE_SUBJECT_PREFIX
+    live_subject_prefix: NonEmptyStr = "asset"
     #: KV bucket of the latest value per (asset, data item).
     state_bucket: NonEmptyStr = "asset_state"
     #: KV bucket of the edge registry.
@@ -112,11 +106,20 @@ class Layout(msgspec.Struct, frozen=True, kw_only=True):
 
     def group_topic(self, group: str) -> str:
         """The derived topic of ``group`` (encoded); ValueError beyond Kafka's name limit."""
-        return group_topic(group, self.group_topic_prefix)
+        topic = self.group_topic_prefix + encode_token(group)
+        if len(topic) > MAX_TOPIC_LENGTH:
+            raise ValueError(
+                f"group name {group[:40]!r}... gives a topic of {len(topic)} characters; "
+                f"Kafka allows {MAX_TOPIC_LENGTH}"
+            )
+        return topic
 
     def group_from_topic(self, topic: str) -> str:
         """Invert :meth:`group_topic`; ValueError for a topic that is not a group topic."""
-        return group_from_topic(topic, self.group_topic_prefix)
+        prefix = self.group_topic_prefix
+        if not topic.startswith(prefix) or len(topic) == len(prefix):
+            raise ValueError(f"{topic!r} is not a derived group topic (prefix {prefix!r})")
+        return decode_token(topic[len(prefix) :])
 
     def group_topic_pattern(self) -> str:
         """Regular expression matching every derived topic (for a pattern subscription)."""

@@ -10,18 +10,11 @@ token (no ``.``, ``*``, ``>`` or whitespace) and in a Kafka topic name.
 
 from __future__ import annotations
 
-import re
-
 _KEEP = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-")
 _HEX = frozenset("0123456789ABCDEF")
-TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 
-#: Prefix of the derived per-group Kafka topics.
-GROUP_TOPIC_PREFIX = "asset_stream_"
 #: Kafka rejects topic names longer than this.
 MAX_TOPIC_LENGTH = 249
-#: Live subjects: ``asset.<uuid>.<id>``.
-LIVE_SUBJECT_PREFIX = "asset"
 
 
 def encode_token(name: str) -> str:
@@ -68,34 +61,3 @@ def decode_token(token: str) -> str:
         return buf.decode("utf-8")
     except UnicodeDecodeError:
         raise ValueError(f"encoded token {token!r} does not decode to UTF-8") from None
-
-
-def asset_subject(asset_uuid: str, item_id: str, prefix: str = LIVE_SUBJECT_PREFIX) -> str:
-    """The live NATS subject of one data item: ``asset.<uuid>.<id>`` (tokens encoded)."""
-    return f"{prefix}.{encode_token(asset_uuid)}.{encode_token(item_id)}"
-
-
-def asset_wildcard(asset_uuid: str, prefix: str = LIVE_SUBJECT_PREFIX) -> str:
-    """The NATS subject filter matching every data item of one asset."""
-    return f"{prefix}.{encode_token(asset_uuid)}.*"
-
-
-def group_topic(group: str, prefix: str = GROUP_TOPIC_PREFIX) -> str:
-    """The derived Kafka topic of a group: ``asset_stream_<group>`` (group encoded).
-
-    Raises ValueError when the result would exceed Kafka's topic name limit.
-    """
-    topic = prefix + encode_token(group)
-    if len(topic) > MAX_TOPIC_LENGTH:
-        raise ValueError(
-            f"group name {group[:40]!r}... gives a topic of {len(topic)} characters; "
-            f"Kafka allows {MAX_TOPIC_LENGTH}"
-        )
-    return topic
-
-
-def group_from_topic(topic: str, prefix: str = GROUP_TOPIC_PREFIX) -> str:
-    """Invert :func:`group_topic`. Raises ValueError for a topic that is not a group topic."""
-    if not topic.startswith(prefix) or len(topic) == len(prefix):
-        raise ValueError(f"{topic!r} is not a derived group topic (prefix {prefix!r})")
-    return decode_token(topic[len(prefix) :])

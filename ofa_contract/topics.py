@@ -1,40 +1,27 @@
-"""The Kafka side of the contract: topics and headers the splitter writes and others read.
+"""The Kafka side of the contract: the values of the compacted topics and their codecs. Topic
+names come from :class:`ofa_contract.layout.Layout`, header names from
+:class:`ofa_contract.layout.KafkaHeaders`.
 
 - ``ofa_assets``: input, written by OpenFactory (key = asset uuid, value = JSON).
-- ``asset_stream_<group>``: one derived topic per group (see
-  :func:`ofa_contract.naming.group_topic`); key = asset uuid, value = the original bytes,
-  timestamp = the source record's, original headers plus :data:`H_SRC_TOPIC`,
-  :data:`H_SRC_PARTITION`, :data:`H_SRC_OFFSET`, :data:`H_GROUP` and
-  ``KafkaHeaders.SRC_TIMESTAMP_TYPE``.
+- ``asset_stream_<group>``: one derived topic per group (see :meth:`Layout.group_topic`);
+  key = asset uuid, value = the original bytes, timestamp = the source record's, original
+  headers plus ``KafkaHeaders.SRC_TOPIC``, ``SRC_PARTITION``, ``SRC_OFFSET``, ``GROUP`` and
+  ``SRC_TIMESTAMP_TYPE``.
 - ``ofa_groups``: compacted; key = group name (UTF-8), value :class:`GroupAnnouncement` JSON.
   Announces every group the splitter has created a topic for.
 - ``ofa_splitter_assets``: compacted changelog of the splitter's asset -> group table; key = asset
   uuid (UTF-8), value :class:`AssetGroup` JSON. Written in the same transaction as the outputs,
   so a read_committed reader sees exactly the table the splitter has committed.
 - ``ofa_assets_dlq``: records that broke the contract, original key/value/headers plus
-  :data:`H_ERROR_KIND`, :data:`H_ERROR` and the source coordinates.
+  ``KafkaHeaders.ERROR_KIND``, ``KafkaHeaders.ERROR`` and the source coordinates.
 """
 
 from __future__ import annotations
 
 import msgspec
 
-from ofa_contract.layout import DEFAULT_LAYOUT, KafkaHeaders
-
-INPUT_TOPIC = DEFAULT_LAYOUT.input_topic
-GROUPS_TOPIC = DEFAULT_LAYOUT.groups_topic
-CHANGELOG_TOPIC = DEFAULT_LAYOUT.changelog_topic
-DLQ_TOPIC = DEFAULT_LAYOUT.dlq_topic
+# Where an asset goes when the grouping cannot place it (the splitter's default).
 DEFAULT_GROUP = "_ungrouped"
-
-# Deprecated aliases of :class:`ofa_contract.layout.KafkaHeaders` and the :class:`Layout`
-# defaults; kept until every importer has moved to the layout.
-H_SRC_TOPIC = KafkaHeaders.SRC_TOPIC
-H_SRC_PARTITION = KafkaHeaders.SRC_PARTITION
-H_SRC_OFFSET = KafkaHeaders.SRC_OFFSET
-H_GROUP = KafkaHeaders.GROUP
-H_ERROR_KIND = KafkaHeaders.ERROR_KIND
-H_ERROR = KafkaHeaders.ERROR
 
 
 class GroupAnnouncement(msgspec.Struct, kw_only=True):

@@ -39,8 +39,8 @@ from ofa_contract import __version__
 from ofa_contract.asset_state import NOT_FOUND_ASSET, NOT_FOUND_ITEM, AssetState, ItemState
 from ofa_contract.auth import AuthError, TokenSource, find_token
 from ofa_contract.naming import decode_token, encode_token
+from ofa_contract.registry import EdgeEntry
 from ofa_contract.runtime import cancel_and_wait, get_logger, ops_routes
-from ofa_contract.streams import EdgeEntry
 from router.asset_router import asset_route
 from router.service import RouterService
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from fnmatch import fnmatchcase
 from typing import Any
 
-from ofa_contract.streams import EdgeEntry
+from ofa_contract.registry import EdgeEntry
 from router.kv_follow import KvFollower
 
 

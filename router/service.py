@@ -23,11 +23,11 @@ from ofa_contract import __version__
 from ofa_contract.asset_state import AssetStateReader, open_reader
 from ofa_contract.auth import Authorizer, AuthSettings
 from ofa_contract.layout import Layout
+from ofa_contract.registry import BridgeEntry
 from ofa_contract.runtime import cancel_and_wait, get_logger, wait_for_service
 from ofa_contract.runtime.connect import connect_nats
 from ofa_contract.runtime.metrics import MetricFactory
 from ofa_contract.settings import CommonSettings
-from ofa_contract.streams import BridgeEntry
 from router.edge_picker import EdgePicker
 from router.group_index import GroupIndex
 from router.kv_follow import KvFollower

@@ -14,11 +14,12 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.coordinator.protocol import ConsumerProtocol
+from aiokafka.errors import CoordinatorLoadInProgressError, GroupCoordinatorNotAvailableError
 
 from bridge.settings import BridgeSettings
 from compose.local_infra import NatsProcess, free_port
 from ofa_contract.layout import Layout, NatsHeaders
-from ofa_contract.streams import BridgeEntry
+from ofa_contract.registry import BridgeEntry
 from tests.bridge.support import (
     bridge_layout,
     bridge_settings,
@@ -63,7 +64,11 @@ async def stable_assignment(
 
     async def ok() -> bool:
         nonlocal result
-        state, result = await describe(kafka, s.consumer_group)
+        try:
+            state, result = await describe(kafka, s.consumer_group)
+        except (GroupCoordinatorNotAvailableError, CoordinatorLoadInProgressError):
+            # A fresh broker elects the group's coordinator only once the group first joins.
+            return False
         covered = {t for topics in result.values() for t in topics}
         return state == "Stable" and len(result) == members and covered == wanted
 

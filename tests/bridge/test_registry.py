@@ -11,8 +11,8 @@ import msgspec
 import nats
 
 from compose.local_infra import NatsProcess
+from ofa_contract.registry import BridgeEntry
 from ofa_contract.runtime.connect import ReconnectPolicy
-from ofa_contract.streams import BridgeEntry
 from tests.bridge.support import InProcessWorker, bridge_layout, bridge_settings
 from tests.helpers import Endpoints
 from tests.support.wait import wait_until

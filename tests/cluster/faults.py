@@ -15,16 +15,16 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from compose.local_cluster import Cluster
 from compose.local_infra import describe_cluster, pid_alive, stop_pid
-from ofa_contract import streams
+from ofa_contract.layout import DEFAULT_LAYOUT
 from tests.cluster.netns import NetLab
 from tests.cluster.support import stream_replicas_current
 from tests.e2e.followers import Follower
 
 #: Replicated JetStream assets of the stack (stream and KV buckets' streams).
 JS_STREAMS = (
-    streams.STREAM_NAME,
-    f"KV_{streams.ASSET_STATE_BUCKET}",
-    f"KV_{streams.BRIDGES_BUCKET}",
+    DEFAULT_LAYOUT.stream,
+    f"KV_{DEFAULT_LAYOUT.state_bucket}",
+    f"KV_{DEFAULT_LAYOUT.bridges_bucket}",
     "KV_ofa_edges",  # the edges' registry (EdgeSettings.edges_bucket)
 )
 #: How long a partition or a pause lasts (the pause outlasts Kafka's 9 s broker session and
@@ -125,7 +125,7 @@ class Faults:
     async def stream_leader(self) -> int:
         nc_js = await self._js()
         try:
-            leader, _ = await stream_replicas_current(nc_js[1], streams.STREAM_NAME)
+            leader, _ = await stream_replicas_current(nc_js[1], DEFAULT_LAYOUT.stream)
         finally:
             await nc_js[0].close()
         assert leader, "the stream has no leader"

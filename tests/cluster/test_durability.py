@@ -24,7 +24,7 @@ from nats.js.api import StreamConfig
 
 from bridge.gaps import Coord, GapTracker, parse_msg_id, records_in
 from compose import local_cluster, local_infra
-from ofa_contract.streams import H_MSG_ID, msg_id
+from ofa_contract.layout import Layout, NatsHeaders
 from tests.cluster.support import wait_stream_whole
 from tests.helpers import Endpoints, create_topics, produce
 
@@ -58,7 +58,10 @@ async def _publish(js: object, records: list[Coord]) -> list[int]:
     seqs = []
     for c in records:
         ack = await js.publish(  # type: ignore[attr-defined]
-            "dur.a.x", f"{c.offset}".encode(), headers={H_MSG_ID: msg_id(*c)}, timeout=10
+            "dur.a.x",
+            f"{c.offset}".encode(),
+            headers={NatsHeaders.MSG_ID: Layout.msg_id(*c)},
+            timeout=10,
         )
         seqs.append(ack.seq)
     return seqs
@@ -72,7 +75,7 @@ async def _stored(js: object, n: int) -> list[tuple[int, Coord]]:
             msg = await js.get_msg(STREAM, seq)  # type: ignore[attr-defined]
         except Exception:
             continue
-        coord = parse_msg_id((msg.headers or {}).get(H_MSG_ID, ""))
+        coord = parse_msg_id((msg.headers or {}).get(NatsHeaders.MSG_ID, ""))
         assert coord is not None
         out.append((seq, coord))
     return out

@@ -35,7 +35,7 @@ from bridge.stream_setup import ensure_registry, ensure_streams
 from compose import dev, local_cluster
 from compose.simulator import Factory, simulate
 from edge.settings import EdgeSettings
-from ofa_contract import streams
+from ofa_contract.layout import DEFAULT_LAYOUT
 from ofa_contract.settings import from_env
 from splitter.settings import SplitterSettings
 from tests.cluster.conftest import node_logs
@@ -281,9 +281,9 @@ async def _prove_replication(stack: Stack, cluster: local_cluster.Cluster) -> No
 
     nc = await nats.connect(cluster.nats_urls)
     try:
-        info = await nc.jetstream().stream_info(streams.STREAM_NAME)
+        info = await nc.jetstream().stream_info(DEFAULT_LAYOUT.stream)
         assert info.config.num_replicas == 3
-        leader, current = await stream_replicas_current(nc.jetstream(), streams.STREAM_NAME)
+        leader, current = await stream_replicas_current(nc.jetstream(), DEFAULT_LAYOUT.stream)
         assert leader and current == 2
     finally:
         await nc.close()

@@ -7,7 +7,7 @@ from __future__ import annotations
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from bridge.gaps import Coord, GapTracker, Suspect, parse_msg_id, records_in
-from ofa_contract.streams import msg_id
+from ofa_contract.layout import Layout
 from tests.helpers import Endpoints, create_topics
 
 
@@ -20,7 +20,9 @@ class Clock:
 
 
 def test_parse_msg_id_round_trips_and_rejects_others() -> None:
-    assert parse_msg_id(msg_id("asset_stream_WC1", 2, 41)) == Coord("asset_stream_WC1", 2, 41)
+    assert parse_msg_id(Layout.msg_id("asset_stream_WC1", 2, 41)) == Coord(
+        "asset_stream_WC1", 2, 41
+    )
     for bad in ("", "x", "t:1", ":1:2", "t:a:2", "t:1:-3", "t:1:2.5"):
         assert parse_msg_id(bad) is None, bad
 

@@ -10,7 +10,7 @@ import msgspec
 import nats
 from aiokafka.admin import AIOKafkaAdminClient
 
-from ofa_contract.streams import STREAM_NAME, stream_filter
+from ofa_contract.layout import Layout
 from tests.helpers import consume_all
 
 
@@ -39,13 +39,15 @@ async def _kafka_index(kafka: str, topics: list[str]) -> dict[tuple[str, int], s
     return out
 
 
-async def _nats_index(url: str, asset: str) -> dict[int, int]:
+async def _nats_index(url: str, layout: Layout, asset: str) -> dict[int, int]:
     """asset seq -> stream sequence, for every stored message of the asset."""
     nc = await nats.connect(url, connect_timeout=5, max_reconnect_attempts=2)
     out: dict[int, int] = {}
     try:
         js = nc.jetstream()
-        sub = await js.subscribe(stream_filter(asset), stream=STREAM_NAME, ordered_consumer=True)
+        sub = await js.subscribe(
+            layout.stream_filter(asset), stream=layout.stream, ordered_consumer=True
+        )
         try:
             while True:
                 try:
@@ -64,23 +66,23 @@ async def _nats_index(url: str, asset: str) -> dict[int, int]:
     return out
 
 
-async def locate(
-    kafka: str, nats_url: str, input_topic: str, prefix: str, missing: dict[str, list[int]]
-) -> str:
-    """A report line per missing (asset, seq): found in input / derived topic / stream or not."""
+async def locate(kafka: str, nats_url: str, layout: Layout, missing: dict[str, list[int]]) -> str:
+    """A report line per missing (asset, seq): found in input / derived topic / stream or not
+    (every name from the stack's ``layout``)."""
+    prefix = layout.group_topic_prefix
     admin = AIOKafkaAdminClient(bootstrap_servers=kafka)
     await admin.start()
     try:
         derived = sorted(t for t in await admin.list_topics() if t.startswith(prefix))
     finally:
         await admin.close()
-    inp = await _kafka_index(kafka, [input_topic])
+    inp = await _kafka_index(kafka, [layout.input_topic])
     der = await _kafka_index(kafka, derived) if derived else {}
     lines = []
     for asset, seqs in missing.items():
         stored: dict[int, Any] = {}
         with contextlib.suppress(Exception):
-            stored = await _nats_index(nats_url, asset)
+            stored = await _nats_index(nats_url, layout, asset)
         for s in seqs[:10]:
             lines.append(
                 f"  {asset} seq {s}: input={inp.get((asset, s), 'ABSENT')} "

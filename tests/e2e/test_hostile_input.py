@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from compose.local_infra import NatsProcess
 from compose.simulator import Factory, simulate
-from ofa_contract.topics import H_ERROR_KIND, H_SRC_OFFSET, H_SRC_PARTITION, H_SRC_TOPIC
+from ofa_contract.layout import KafkaHeaders
 from tests.e2e.followers import Follower, cancel_all, check
 from tests.e2e.stack import running_stack, wait_for
 from tests.e2e.test_chaos import GROUPED_AT, log_dir
@@ -140,9 +140,9 @@ async def test_bad_records_mid_flow_go_to_the_dlq_and_disturb_nothing(
         parked: dict[tuple[int, int], Any] = {}
         for r in dlq:
             h = dict(r.headers)
-            assert h[H_SRC_TOPIC] == stack.input_topic.encode()
-            assert h.get(H_ERROR_KIND), h
-            parked[(int(h[H_SRC_PARTITION]), int(h[H_SRC_OFFSET]))] = r
+            assert h[KafkaHeaders.SRC_TOPIC] == stack.input_topic.encode()
+            assert h.get(KafkaHeaders.ERROR_KIND), h
+            parked[(int(h[KafkaHeaders.SRC_PARTITION]), int(h[KafkaHeaders.SRC_OFFSET]))] = r
         for (key, value, _), m in zip(bad, metas, strict=True):
             r = parked.get((m.partition, m.offset))
             assert r is not None, (

@@ -17,7 +17,7 @@ import pytest
 from edge import sse
 from edge.fanout import Client
 from ofa_contract.events import DEFAULT_MAX_RECORD_BYTES, TooLarge, decode_record
-from ofa_contract.streams import H_MSG_ID, stream_subject
+from ofa_contract.layout import NatsHeaders
 from tests.edge.procs import EdgeProcess
 from tests.edge.publisher import Publisher
 from tests.edge.sse_client import SSEConnection, sse_get
@@ -116,7 +116,11 @@ async def _publish_round(pub: Publisher, n: int) -> tuple[list[int], int, bytes]
     bodies.append(("s3", small[3]))
     acks = await asyncio.gather(
         *(
-            pub.js.publish(stream_subject(ASSET, item), data, headers={H_MSG_ID: f"big:{n}:{item}"})
+            pub.js.publish(
+                pub.layout.stream_subject(ASSET, item),
+                data,
+                headers={NatsHeaders.MSG_ID: f"big:{n}:{item}"},
+            )
             for item, data in bodies
         )
     )

@@ -12,7 +12,7 @@ import nats
 
 from ofa_contract.auth import AuthSettings
 from ofa_contract.layout import NatsHeaders
-from ofa_contract.streams import EdgeEntry
+from ofa_contract.registry import EdgeEntry
 from tests.edge.conftest import running_edge
 from tests.edge.publisher import Publisher
 from tests.edge.sse_client import sse_get

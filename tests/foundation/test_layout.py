@@ -6,7 +6,6 @@ import logging
 
 import pytest
 
-from ofa_contract import naming, streams, topics
 from ofa_contract.layout import DEFAULT_LAYOUT, KafkaHeaders, Layout, NatsHeaders
 from ofa_contract.settings import SettingsError
 
@@ -54,17 +53,9 @@ def test_names_are_built_with_encoded_tokens() -> None:
     assert lay.group_topic_pattern() == "^asset_stream_.*"
 
 
-def test_old_module_constants_follow_the_layout() -> None:
-    assert streams.stream_subject("A", "b") == DEFAULT_LAYOUT.stream_subject("A", "b")
-    assert streams.live_subject("A") == DEFAULT_LAYOUT.live_filter("A")
-    assert DEFAULT_LAYOUT.stream == streams.STREAM_NAME
-    assert DEFAULT_LAYOUT.changelog_topic == topics.CHANGELOG_TOPIC
-    assert DEFAULT_LAYOUT.group_topic_prefix == naming.GROUP_TOPIC_PREFIX
-
-
 def test_one_header_name_per_meaning_per_transport() -> None:
-    assert KafkaHeaders.GROUP == topics.H_GROUP == "ofa-group"
-    assert NatsHeaders.GROUP == streams.H_GROUP == "Ofa-Group"
+    assert KafkaHeaders.GROUP == "ofa-group"
+    assert NatsHeaders.GROUP == "Ofa-Group"
     assert NatsHeaders.MSG_ID == "Nats-Msg-Id"
 
 

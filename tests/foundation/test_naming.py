@@ -8,17 +8,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ofa_contract.naming import (
-    MAX_TOPIC_LENGTH,
-    asset_subject,
-    decode_token,
-    encode_token,
-    group_from_topic,
-    group_topic,
-)
+from ofa_contract.layout import Layout
+from ofa_contract.naming import MAX_TOPIC_LENGTH, decode_token, encode_token
 
 KAFKA_TOPIC = re.compile(r"^[a-zA-Z0-9._-]{1,249}$")
 NATS_TOKEN = re.compile(r"^[^\s.*>]+$")
+LAYOUT = Layout()
 
 
 @pytest.mark.parametrize(
@@ -53,24 +48,24 @@ def test_distinct_names_never_collide(a: str, b: str) -> None:
 # 19 characters of up to 4 UTF-8 bytes each always fit in a topic name once escaped.
 @given(st.text(min_size=1, max_size=19))
 def test_group_topic_round_trip(group: str) -> None:
-    topic = group_topic(group)
+    topic = LAYOUT.group_topic(group)
     assert KAFKA_TOPIC.match(topic)
-    assert group_from_topic(topic) == group
+    assert LAYOUT.group_from_topic(topic) == group
 
 
 def test_subject_shape() -> None:
-    assert asset_subject("PROVER3018", "Zact") == "asset.PROVER3018.Zact"
-    subject = asset_subject("LINE 3.ROBOT*1", "axis.x>pos")
+    assert LAYOUT.live_subject("PROVER3018", "Zact") == "asset.PROVER3018.Zact"
+    subject = LAYOUT.live_subject("LINE 3.ROBOT*1", "axis.x>pos")
     assert subject.count(".") == 2
-    assert group_topic("Paint Shop.2") == "asset_stream_Paint_20Shop_2E2"
+    assert LAYOUT.group_topic("Paint Shop.2") == "asset_stream_Paint_20Shop_2E2"
 
 
 def test_errors_are_clear() -> None:
     with pytest.raises(ValueError, match="empty"):
         encode_token("")
     with pytest.raises(ValueError, match="not a derived group topic"):
-        group_from_topic("ofa_assets")
+        LAYOUT.group_from_topic("ofa_assets")
     with pytest.raises(ValueError, match="Kafka allows"):
-        group_topic("x" * MAX_TOPIC_LENGTH)
+        LAYOUT.group_topic("x" * MAX_TOPIC_LENGTH)
     with pytest.raises(ValueError, match="illegal character"):
         decode_token("a.b")

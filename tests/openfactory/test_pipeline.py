@@ -17,7 +17,7 @@ import msgspec
 
 from compose.local_infra import NatsProcess
 from ofa_contract import openfactory
-from ofa_contract.naming import group_topic
+from ofa_contract.layout import Layout
 from ofa_contract.topics import DEFAULT_GROUP
 from tests.e2e.stack import Stack, running_stack
 from tests.e2e.test_chaos import log_dir
@@ -60,7 +60,8 @@ async def _group_topic_ready(kafka: str, unique: str) -> None:
     stack starts. Left to the splitter, it is created when the first record arrives, and on a
     loaded machine the splitter's first transaction to it can fail with NotLeaderForPartition
     and stop the splitter (a splitter issue, reported; not what these tests are about)."""
-    await create_topics(kafka, [group_topic(DEFAULT_GROUP, f"t_e2e_{unique}_asset_stream_")], 3)
+    topic = Layout().namespaced(f"t_e2e_{unique}_").group_topic(DEFAULT_GROUP)
+    await create_topics(kafka, [topic], 3)
 
 
 def _expected_openfactory(value: bytes) -> tuple[str, dict[str, Any]]:

@@ -17,8 +17,8 @@ from nats.js.api import KeyValueConfig
 from compose.local_infra import free_port
 from ofa_contract.auth import AuthSettings
 from ofa_contract.layout import Layout
+from ofa_contract.registry import EdgeEntry
 from ofa_contract.settings import CommonSettings
-from ofa_contract.streams import EdgeEntry
 from ofa_contract.topics import AssetGroup, GroupAnnouncement
 from router.main import build_servers, serve_router
 from router.service import RouterService

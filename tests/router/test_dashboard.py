@@ -12,7 +12,7 @@ import msgspec
 from playwright.async_api import Page, async_playwright
 
 from compose.local_infra import NatsProcess
-from ofa_contract.streams import H_MSG_ID, state_key, stream_subject
+from ofa_contract.layout import NatsHeaders
 from tests.edge.conftest import running_edge
 from tests.edge.publisher import Publisher
 from tests.helpers import CHROMIUM_ARGS, Endpoints
@@ -33,10 +33,12 @@ async def publish(pub: Publisher, asset: str, item: str, value: Any, seq: int) -
     }
     data = msgspec.json.encode(rec)
     await pub.js.publish(
-        stream_subject(asset, item), data, headers={H_MSG_ID: f"t_dash:0:{next(_ids)}"}
+        pub.layout.stream_subject(asset, item),
+        data,
+        headers={NatsHeaders.MSG_ID: f"t_dash:0:{next(_ids)}"},
     )
-    kv = await pub.js.key_value("asset_state")
-    await kv.put(state_key(asset, item), data)
+    kv = await pub.js.key_value(pub.layout.state_bucket)
+    await kv.put(pub.layout.state_key(asset, item), data)
 
 
 async def stats(page: Page) -> dict[str, Any]:

@@ -8,7 +8,6 @@ import msgspec
 from compose.simulator import Factory, openfactory_record, simulate
 from ofa_contract import topics as contract_topics
 from ofa_contract.layout import KafkaHeaders
-from ofa_contract.naming import group_topic
 from tests.helpers import Endpoints
 from tests.splitter.support import (
     by_topic,
@@ -55,7 +54,7 @@ async def test_restore_after_restart_routes_without_the_workcenter_record(
         assert splitter.metrics.table_size._value.get() == len(factory.assets)
     out = await read_outputs(infra.kafka, n)
     for asset in factory.assets:
-        topic = group_topic(factory.workcenter[asset], n.prefix)
+        topic = n.layout.group_topic(factory.workcenter[asset])
         seqs = sorted(seq_of(r) for r in out if r.key == asset.encode() and r.topic == topic)
         assert seqs == list(range(4, factory.seq[asset] + 1))
     assert len({src_coord(r) for r in out}) == sum(factory.seq.values()) == len(out)
@@ -81,7 +80,7 @@ async def test_regrouping_moves_the_asset_from_its_workcenter_record_on(
         await produce(infra.kafka, n.input, after)
         await wait_caught_up(infra.kafka, n)
         # The new group got a topic and an announcement at runtime, without a restart.
-        new_topic = group_topic("Paint Shop.2", n.prefix)
+        new_topic = n.layout.group_topic("Paint Shop.2")
         assert new_topic in await list_topics(infra.kafka, n.prefix)
         anns = {
             r.key.decode(): msgspec.json.decode(r.value, type=contract_topics.GroupAnnouncement)
@@ -94,7 +93,7 @@ async def test_regrouping_moves_the_asset_from_its_workcenter_record_on(
     topics = by_topic(await read_outputs(infra.kafka, n))
     key = asset.encode()
     in_new = [seq_of(r) for r in topics[new_topic] if r.key == key]
-    in_old = [seq_of(r) for r in topics[group_topic(old, n.prefix)] if r.key == key]
+    in_old = [seq_of(r) for r in topics[n.layout.group_topic(old)] if r.key == key]
     assert in_new == list(range(move_seq, move_seq + 6))  # the workcenter record itself first
     assert in_old == list(range(4, move_seq))
     first = next(r for r in topics[new_topic] if r.key == key)
@@ -118,7 +117,7 @@ async def test_ungrouped_assets_dropped_and_counted_when_no_default(
     expected_dropped = sum(factory.seq[h] for h in factory.helpers) + 3 * len(factory.assets)
     assert dropped == expected_dropped
     assert len(out) == written - expected_dropped
-    assert {r.topic for r in out} == {group_topic("WC1", n.prefix)}
+    assert {r.topic for r in out} == {n.layout.group_topic("WC1")}
 
 
 async def test_every_bad_kind_goes_to_the_dead_letter_topic(infra: Endpoints, unique: str) -> None:
@@ -154,4 +153,4 @@ async def test_every_bad_kind_goes_to_the_dead_letter_topic(infra: Endpoints, un
     assert len(out) == len(records) - len(dlq)
     assert out and any(r.key == b"PROVER3018" and b"AVAILABLE" in r.value for r in out)
     # Groups from the samples: names illegal in a topic are encoded, not rejected.
-    assert group_topic("Paint Shop.2", n.prefix) in {r.topic for r in out}
+    assert n.layout.group_topic("Paint Shop.2") in {r.topic for r in out}

@@ -19,7 +19,6 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from compose import local_infra
 from compose.simulator import Factory, openfactory_record, simulate
-from ofa_contract.naming import group_topic
 from splitter.engine import Splitter
 from tests.helpers import Endpoints
 from tests.splitter.support import (
@@ -64,7 +63,7 @@ async def test_group_topic_created_mid_flow_is_written_and_stays_known(
         await wait_caught_up(infra.kafka, n)
         # Every producer wrote to the internal topics and some group topics; a forced refresh
         # must not make it forget any of them.
-        first = sorted({group_topic(g, n.prefix) for g in factory.workcenter.values()})
+        first = sorted({n.layout.group_topic(g) for g in factory.workcenter.values()})
         internal = [n.changelog, n.groups, n.dlq]
         await _refresh_and_check(splitter, first + internal)
         # A new group mid-flow: its topic is created and written while others are in use.
@@ -73,7 +72,7 @@ async def test_group_topic_created_mid_flow_is_written_and_stays_known(
         later += [rec(factory.event()) for _ in range(40)]
         await produce(infra.kafka, n.input, later)
         await wait_caught_up(infra.kafka, n)
-        new_topic = group_topic("Line 9", n.prefix)
+        new_topic = n.layout.group_topic("Line 9")
         assert new_topic in await list_topics(infra.kafka, n.prefix)
         await _refresh_and_check(splitter, [*first, new_topic, *internal])
         # After the refresh every producer still writes to every topic without stalling.

@@ -11,7 +11,6 @@ from urllib.parse import unquote, urlsplit
 import msgspec
 
 from compose.local_infra import NatsProcess
-from ofa_contract.naming import group_from_topic
 from ofa_contract.topics import DEFAULT_GROUP
 from tests.helpers import Endpoints
 from tests.router.harness import Stack, client
@@ -44,7 +43,7 @@ def last_groups(out: list[Any], n: Names) -> dict[str, str | None]:
     best: dict[str, tuple[int, str | None]] = {}
     for r in out:
         asset = r.key.decode()
-        group: str | None = group_from_topic(r.topic, n.prefix)
+        group: str | None = n.layout.group_from_topic(r.topic)
         if group == DEFAULT_GROUP:
             group = None
         if seq_of(r) > best.get(asset, (0, None))[0]:
@@ -57,7 +56,7 @@ def seqs_by_group(out: list[Any], n: Names, asset: str) -> dict[str, list[int]]:
     got: dict[str, list[int]] = {}
     for r in out:
         if r.key == asset.encode():
-            got.setdefault(group_from_topic(r.topic, n.prefix), []).append(seq_of(r))
+            got.setdefault(n.layout.group_from_topic(r.topic), []).append(seq_of(r))
     return {g: sorted(s) for g, s in got.items()}
 
 
@@ -162,7 +161,7 @@ async def check_router_agrees(
                     f"/group/{group}/asset_stream"
                 )
             listed = {g["group"]: g["assets"] for g in (await c.get("/groups")).json()["groups"]}
-        for group in {group_from_topic(r.topic, n.prefix) for r in out}:
+        for group in {n.layout.group_from_topic(r.topic) for r in out}:
             assert listed[group] == sum(g == group for g in expected.values()), group
     finally:
         await stack.stop()
