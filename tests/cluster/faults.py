@@ -25,7 +25,7 @@ JS_STREAMS = (
     DEFAULT_LAYOUT.stream,
     f"KV_{DEFAULT_LAYOUT.state_bucket}",
     f"KV_{DEFAULT_LAYOUT.bridges_bucket}",
-    "KV_ofa_edges",  # the edges' registry (EdgeSettings.edges_bucket)
+    f"KV_{DEFAULT_LAYOUT.edges_bucket}",  # the edges' registry
 )
 #: How long a partition or a pause lasts (the pause outlasts Kafka's 9 s broker session and
 #: NATS's raft heartbeats, so the node is declared dead and comes back).

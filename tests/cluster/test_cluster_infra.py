@@ -16,6 +16,7 @@ import pytest
 from bridge.settings import BridgeSettings
 from bridge.stream_setup import ensure_registry, ensure_streams
 from compose import local_cluster, local_infra
+from ofa_contract.layout import Layout
 from ofa_contract.settings import from_env
 from splitter.settings import SplitterSettings
 from splitter.topic_admin import TopicAdmin
@@ -121,12 +122,13 @@ async def test_stream_and_kv_have_a_leader_and_two_current_replicas(
     nc = await nats.connect(state.nats_url)
     try:
         js = nc.jetstream()
-        await ensure_streams(js, s)
-        kv = await ensure_registry(js, s)
+        layout = Layout()
+        await ensure_streams(js, layout, s)
+        kv = await ensure_registry(js, layout, s)
         await kv.put("probe", b"1")
-        ack = await js.publish(f"{s.stream_subject_prefix}.A1.x", b"{}")
+        ack = await js.publish(layout.stream_subject("A1", "x"), b"{}")
         assert ack.seq >= 1
-        for stream in (s.stream_name, f"KV_{s.state_bucket}", f"KV_{s.bridges_bucket}"):
+        for stream in (layout.stream, f"KV_{layout.state_bucket}", f"KV_{layout.bridges_bucket}"):
             leader, current = await wait_stream_whole(js, stream, 2, 60)
             assert leader and leader.startswith("ofa-n"), (stream, leader)
             assert current == 2, f"{stream}: {current} current followers"

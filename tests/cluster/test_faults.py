@@ -162,15 +162,18 @@ async def _create_js_assets(cluster: local_cluster.Cluster) -> None:
     nc = await nats.connect(cluster.nats_urls)
     try:
         js = nc.jetstream()
-        await ensure_streams(js, bridge)
-        await ensure_registry(js, bridge)
+        await ensure_streams(js, DEFAULT_LAYOUT, bridge)
+        await ensure_registry(js, DEFAULT_LAYOUT, bridge)
         with contextlib.suppress(BadRequestError):  # exists already
             await js.create_key_value(
                 KeyValueConfig(
-                    bucket=edge.edges_bucket, ttl=edge.registry_ttl_s, history=1, replicas=3
+                    bucket=DEFAULT_LAYOUT.edges_bucket,
+                    ttl=edge.registry_ttl_s,
+                    history=1,
+                    replicas=3,
                 )
             )
-        assert f"KV_{edge.edges_bucket}" in JS_STREAMS
+        assert f"KV_{DEFAULT_LAYOUT.edges_bucket}" in JS_STREAMS
         for name in JS_STREAMS:
             leader, current = await wait_stream_whole(js, name, 2, 120)
             assert leader and current == 2, f"{name} is not whole: {leader}, {current}"
