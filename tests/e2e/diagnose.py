@@ -10,7 +10,7 @@ import msgspec
 import nats
 from aiokafka.admin import AIOKafkaAdminClient
 
-from ofa_contract.streams import STREAM_NAME, stream_filter
+from ofa_contract.layout import Layout
 from tests.helpers import consume_all
 
 
@@ -39,13 +39,16 @@ async def _kafka_index(kafka: str, topics: list[str]) -> dict[tuple[str, int], s
     return out
 
 
-async def _nats_index(url: str, asset: str) -> dict[int, int]:
-    """asset seq -> stream sequence, for every stored message of the asset."""
+async def stream_index(url: str, layout: Layout, asset: str) -> dict[int, int]:
+    """asset seq -> stream sequence, for every stored message of the asset in ``layout``'s
+    stream (the stack's, namespaced: the default layout's stream does not exist there)."""
     nc = await nats.connect(url, connect_timeout=5, max_reconnect_attempts=2)
     out: dict[int, int] = {}
     try:
         js = nc.jetstream()
-        sub = await js.subscribe(stream_filter(asset), stream=STREAM_NAME, ordered_consumer=True)
+        sub = await js.subscribe(
+            layout.stream_filter(asset), stream=layout.stream, ordered_consumer=True
+        )
         try:
             while True:
                 try:
@@ -64,10 +67,14 @@ async def _nats_index(url: str, asset: str) -> dict[int, int]:
     return out
 
 
-async def locate(
-    kafka: str, nats_url: str, input_topic: str, prefix: str, missing: dict[str, list[int]]
-) -> str:
-    """A report line per missing (asset, seq): found in input / derived topic / stream or not."""
+async def locate(kafka: str, nats_url: str, layout: Layout, missing: dict[str, list[int]]) -> str:
+    """A report line per missing (asset, seq): found in input / derived topic / stream or not.
+
+    A stream that cannot be read shows as ``stream=UNREADABLE(<error>)``, never as ABSENT: a
+    swallowed lookup error (the default layout's stream name in a namespaced stack) once
+    reported records as missing from the stream while they were stored.
+    """
+    input_topic, prefix = layout.input_topic, layout.group_topic_prefix
     admin = AIOKafkaAdminClient(bootstrap_servers=kafka)
     await admin.start()
     try:
@@ -79,13 +86,16 @@ async def locate(
     lines = []
     for asset, seqs in missing.items():
         stored: dict[int, Any] = {}
-        with contextlib.suppress(Exception):
-            stored = await _nats_index(nats_url, asset)
+        unreadable = ""
+        try:
+            stored = await stream_index(nats_url, layout, asset)
+        except Exception as exc:
+            unreadable = f"UNREADABLE({type(exc).__name__}: {exc})"
         for s in seqs[:10]:
+            in_stream = unreadable or (f"seq {stored[s]}" if s in stored else "ABSENT")
             lines.append(
                 f"  {asset} seq {s}: input={inp.get((asset, s), 'ABSENT')} "
-                f"derived={der.get((asset, s), 'ABSENT')} "
-                f"stream={'seq ' + str(stored[s]) if s in stored else 'ABSENT'}"
+                f"derived={der.get((asset, s), 'ABSENT')} stream={in_stream}"
             )
         if len(seqs) > 10:
             lines.append(f"  {asset}: ... {len(seqs) - 10} more")

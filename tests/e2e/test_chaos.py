@@ -188,7 +188,7 @@ async def run_chaos(
             )
             if missing:
                 report += "\nwhere the missing events are:\n" + await locate(
-                    infra.kafka, nats.url, stack.input_topic, stack.topic_prefix, missing
+                    infra.kafka, nats.url, stack.layout, missing
                 )
             report += "\nfirst seqs: " + str({f.asset: f.seqs[:30] for f in followers[:3]})
             report += "\nkills:\n" + "\n".join(kills_log)
