@@ -191,6 +191,18 @@ async def run_chaos(
                     infra.kafka, nats.url, stack.layout, missing
                 )
             report += "\nfirst seqs: " + str({f.asset: f.seqs[:30] for f in followers[:3]})
+            # A gap's own client: when it went live and what it saw first, with the stream
+            # sequences (SSE ids), tell a lost record from one stored before the client was live.
+            by_asset = {f.asset: f for f in followers}
+            report += "\nclients with gaps (connect_seq; first (seq, id)): " + str(
+                {
+                    v.asset: (
+                        by_asset[v.asset].connect_seq,
+                        list(zip(by_asset[v.asset].seqs, by_asset[v.asset].ids, strict=False))[:12],
+                    )
+                    for v in bad
+                }
+            )
             report += "\nkills:\n" + "\n".join(kills_log)
             report += "\nclient errors/refusals: " + str(
                 {f.asset: (f.errors, f.refused, f.connects) for f in followers}
