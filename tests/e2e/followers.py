@@ -92,7 +92,9 @@ class Verdict:
     id_regressions: list[tuple[int, int]]
 
 
-def check(f: Follower, final_seq: int, group_changes: list[int]) -> Verdict:
+def check(
+    f: Follower, final_seq: int, group_changes: list[int], stored: dict[int, int] | None = None
+) -> Verdict:
     """Every seq after ``connect_seq`` up to ``final_seq`` exactly once and in order; SSE ids
     strictly increasing.
 
@@ -106,7 +108,9 @@ def check(f: Follower, final_seq: int, group_changes: list[int]) -> Verdict:
     segment does a delivered seq prove that the later ones were stored after it too. Across
     segments it proves nothing: the first records of an asset (default group) were once bridged
     after its next ones (its workcenter's new topic, another bridge worker), so the client got
-    seqs 1-3 live but not 4-6, stored before it went live, and this check reported 4-6 lost."""
+    seqs 1-3 live but not 4-6, stored before it went live, and this check reported 4-6 lost.
+    ``stored`` (seq -> stream sequence, when known) closes what that leaves open: a seq stored
+    after the first event the client received (its SSE id) was stored while it was live."""
     assert f.connect_seq is not None, f"{f.asset}: never connected"
     seen: dict[int, int] = {}
     for s in f.seqs:
@@ -120,11 +124,15 @@ def check(f: Follower, final_seq: int, group_changes: list[int]) -> Verdict:
     for s in seen:
         seg = segment(s)
         first_by_seg[seg] = min(s, first_by_seg.get(seg, s))
-    missing = [
-        s
-        for s in range(1, final_seq + 1)
-        if s not in seen and (s > f.connect_seq or s > first_by_seg.get(segment(s), s))
-    ]
+    live_from = min(f.ids) if f.ids else None
+    stored = stored or {}
+
+    def due(s: int) -> bool:
+        if s > f.connect_seq or s > first_by_seg.get(segment(s), s):
+            return True
+        return live_from is not None and stored.get(s, 0) > live_from
+
+    missing = [s for s in range(1, final_seq + 1) if s not in seen and due(s)]
     disorder = []
     prev_by_seg: dict[int, int] = {}
     for s in f.seqs:

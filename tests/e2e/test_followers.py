@@ -40,3 +40,13 @@ def test_seqs_produced_before_the_client_was_live_may_be_absent() -> None:
     v = check(_follower(5, [6, 7]), 7, GROUPED_AT)
 
     assert v.missing == []
+
+
+def test_a_seq_stored_after_the_first_delivered_event_must_arrive() -> None:
+    # Seqs 4-6 produced before the client was live, but stored (stream seqs 150-152) after the
+    # first event it received (SSE id 100): delivered live, or lost.
+    f = _follower(6, [1, 2, 3, 7])
+    stored = {1: 100, 2: 101, 3: 102, 4: 150, 5: 151, 6: 152, 7: 153}
+
+    assert check(f, 7, GROUPED_AT, stored).missing == [4, 5, 6]
+    assert check(f, 7, GROUPED_AT, {**stored, 4: 58, 5: 59, 6: 60}).missing == []
