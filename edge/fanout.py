@@ -379,6 +379,14 @@ class AssetFeed:
         )
 
 
+def _check_alive(feed: AssetFeed) -> None:
+    """Raise when ``feed`` was killed while it subscribed (a NATS reconnect kills every feed,
+    those still starting too): it is unsubscribed and gets no live message, so a client
+    attached to it would replay its history, then wait forever without an error."""
+    if feed.dead:
+        raise RuntimeError("the live subscription was closed while starting (NATS reconnected)")
+
+
 class Hub:
     """All feeds and clients of one edge node."""
 
@@ -412,6 +420,7 @@ class Hub:
             self.metrics.subscriptions.set(len(self.feeds))
             try:
                 await feed.start()
+                _check_alive(feed)
             except BaseException as exc:
                 if self.feeds.get(asset_uuid) is feed:
                     del self.feeds[asset_uuid]
@@ -423,6 +432,7 @@ class Hub:
             feed.started.set_result(None)
         else:
             await asyncio.shield(feed.started)
+            _check_alive(feed)
         feed.refs += 1
         return feed
 

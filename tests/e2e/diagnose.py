@@ -39,8 +39,9 @@ async def _kafka_index(kafka: str, topics: list[str]) -> dict[tuple[str, int], s
     return out
 
 
-async def _nats_index(url: str, layout: Layout, asset: str) -> dict[int, int]:
-    """asset seq -> stream sequence, for every stored message of the asset."""
+async def stream_index(url: str, layout: Layout, asset: str) -> dict[int, int]:
+    """asset seq -> stream sequence, for every stored message of the asset in ``layout``'s
+    stream (the stack's, namespaced: the default layout's stream does not exist there)."""
     nc = await nats.connect(url, connect_timeout=5, max_reconnect_attempts=2)
     out: dict[int, int] = {}
     try:
@@ -67,8 +68,12 @@ async def _nats_index(url: str, layout: Layout, asset: str) -> dict[int, int]:
 
 
 async def locate(kafka: str, nats_url: str, layout: Layout, missing: dict[str, list[int]]) -> str:
-    """A report line per missing (asset, seq): found in input / derived topic / stream or not
-    (every name from the stack's ``layout``)."""
+    """A report line per missing (asset, seq): found in input / derived topic / stream or not.
+
+    A stream that cannot be read shows as ``stream=UNREADABLE(<error>)``, never as ABSENT: a
+    swallowed lookup error (the default layout's stream name in a namespaced stack) once
+    reported records as missing from the stream while they were stored.
+    """
     prefix = layout.group_topic_prefix
     admin = AIOKafkaAdminClient(bootstrap_servers=kafka)
     await admin.start()
@@ -81,13 +86,16 @@ async def locate(kafka: str, nats_url: str, layout: Layout, missing: dict[str, l
     lines = []
     for asset, seqs in missing.items():
         stored: dict[int, Any] = {}
-        with contextlib.suppress(Exception):
-            stored = await _nats_index(nats_url, layout, asset)
+        unreadable = ""
+        try:
+            stored = await stream_index(nats_url, layout, asset)
+        except Exception as exc:
+            unreadable = f"UNREADABLE({type(exc).__name__}: {exc})"
         for s in seqs[:10]:
+            in_stream = unreadable or (f"seq {stored[s]}" if s in stored else "ABSENT")
             lines.append(
                 f"  {asset} seq {s}: input={inp.get((asset, s), 'ABSENT')} "
-                f"derived={der.get((asset, s), 'ABSENT')} "
-                f"stream={'seq ' + str(stored[s]) if s in stored else 'ABSENT'}"
+                f"derived={der.get((asset, s), 'ABSENT')} stream={in_stream}"
             )
         if len(seqs) > 10:
             lines.append(f"  {asset}: ... {len(seqs) - 10} more")

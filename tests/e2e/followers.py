@@ -92,26 +92,51 @@ class Verdict:
     id_regressions: list[tuple[int, int]]
 
 
-def check(f: Follower, final_seq: int, group_changes: list[int]) -> Verdict:
+def check(
+    f: Follower, final_seq: int, group_changes: list[int], stored: dict[int, int] | None = None
+) -> Verdict:
     """Every seq after ``connect_seq`` up to ``final_seq`` exactly once and in order; SSE ids
     strictly increasing.
 
     ``group_changes`` are the seqs from which the asset's records went to another derived topic
     (its first group record, which moves it out of the default group, and any later move): order
     is checked within each such segment, because the design promises order per derived topic and
-    none across them (splitter/engine.py, "Regrouping and order")."""
+    none across them (splitter/engine.py, "Regrouping and order").
+
+    A seq up to ``connect_seq`` was produced before the client was live: it may have been stored
+    before the live subscription (not delivered) or after it (delivered). Only within one
+    segment does a delivered seq prove that the later ones were stored after it too. Across
+    segments it proves nothing: the first records of an asset (default group) were once bridged
+    after its next ones (its workcenter's new topic, another bridge worker), so the client got
+    seqs 1-3 live but not 4-6, stored before it went live, and this check reported 4-6 lost.
+    ``stored`` (seq -> stream sequence, when known) closes what that leaves open: a seq stored
+    after the first event the client received (its SSE id) was stored while it was live."""
     assert f.connect_seq is not None, f"{f.asset}: never connected"
     seen: dict[int, int] = {}
     for s in f.seqs:
         seen[s] = seen.get(s, 0) + 1
     dups = sorted(s for s, n in seen.items() if n > 1)
-    first = min(seen) if seen else f.connect_seq + 1
-    start = min(first, f.connect_seq + 1)
-    missing = [s for s in range(start, final_seq + 1) if s not in seen]
+
+    def segment(s: int) -> int:
+        return sum(1 for b in group_changes if s >= b)
+
+    first_by_seg: dict[int, int] = {}
+    for s in seen:
+        seg = segment(s)
+        first_by_seg[seg] = min(s, first_by_seg.get(seg, s))
+    live_from = min(f.ids) if f.ids else None
+    stored = stored or {}
+
+    def due(s: int) -> bool:
+        if s > f.connect_seq or s > first_by_seg.get(segment(s), s):
+            return True
+        return live_from is not None and stored.get(s, 0) > live_from
+
+    missing = [s for s in range(1, final_seq + 1) if s not in seen and due(s)]
     disorder = []
     prev_by_seg: dict[int, int] = {}
     for s in f.seqs:
-        seg = sum(1 for b in group_changes if s >= b)
+        seg = segment(s)
         p = prev_by_seg.get(seg)
         if p is not None and s <= p:
             disorder.append((p, s))

@@ -22,7 +22,8 @@ import pytest
 
 from compose.local_infra import NatsProcess
 from compose.simulator import Factory, Record, simulate
-from tests.e2e.diagnose import locate
+from ofa_contract.layout import Layout
+from tests.e2e.diagnose import locate, stream_index
 from tests.e2e.followers import Follower, cancel_all, check
 from tests.e2e.stack import Stack, running_stack, wait_for
 from tests.helpers import Endpoints
@@ -154,8 +155,14 @@ async def run_chaos(
                 if not sim.done():
                     stop_flow.set()
                     sim.cancel()
+        stored = await _stored(nats.url, stack.layout, followers)
         verdicts = [
-            check(f, final[f.asset], [GROUPED_AT, *factory.move_seq.get(f.asset, [])])
+            check(
+                f,
+                final[f.asset],
+                [GROUPED_AT, *factory.move_seq.get(f.asset, [])],
+                stored.get(f.asset),
+            )
             for f in followers
         ]
         delivered = sum(len(f.seqs) for f in followers)
@@ -191,6 +198,18 @@ async def run_chaos(
                     infra.kafka, nats.url, stack.layout, missing
                 )
             report += "\nfirst seqs: " + str({f.asset: f.seqs[:30] for f in followers[:3]})
+            # A gap's own client: when it went live and what it saw first, with the stream
+            # sequences (SSE ids), tell a lost record from one stored before the client was live.
+            by_asset = {f.asset: f for f in followers}
+            report += "\nclients with gaps (connect_seq; first (seq, id)): " + str(
+                {
+                    v.asset: (
+                        by_asset[v.asset].connect_seq,
+                        list(zip(by_asset[v.asset].seqs, by_asset[v.asset].ids, strict=False))[:12],
+                    )
+                    for v in bad
+                }
+            )
             report += "\nkills:\n" + "\n".join(kills_log)
             report += "\nclient errors/refusals: " + str(
                 {f.asset: (f.errors, f.refused, f.connects) for f in followers}
@@ -201,6 +220,20 @@ async def run_chaos(
         assert resets == 0, f"seed {seed}: resets {[f.resets for f in followers if f.resets]}"
         assert resumes >= clients, "every client should have resumed at least once"
         assert not stack.dead()
+
+
+async def _stored(
+    nats_url: str, layout: Layout, followers: list[Follower]
+) -> dict[str, dict[int, int]]:
+    """Where the stream stored each followed asset's seqs the client did not get although
+    they were produced before it went live (``check`` then knows whether they were due)."""
+    need = [
+        f
+        for f in followers
+        if f.connect_seq and not set(range(1, f.connect_seq + 1)) <= set(f.seqs)
+    ]
+    found = await asyncio.gather(*(stream_index(nats_url, layout, f.asset) for f in need))
+    return {f.asset: index for f, index in zip(need, found, strict=True)}
 
 
 def log_dir(tmp_path: Path) -> Path:
