@@ -40,13 +40,7 @@ async def test_acquire_refuses_a_feed_killed_while_subscribing(
         await nc.jetstream().add_stream(
             StreamConfig(name=layout.stream, subjects=[layout.stream_subjects()])
         )
-        hub = Hub(
-            nc,
-            stream=layout.stream,
-            stream_prefix=layout.stream_subject_prefix,
-            live_prefix=layout.live_subject_prefix,
-            metrics=EdgeMetrics(),
-        )
+        hub = Hub(nc, layout=layout, metrics=EdgeMetrics())
         nats_private.stop()
         await asyncio.wait_for(disconnected.wait(), 10)
         acquiring = asyncio.create_task(hub.acquire("SIM-ASSET-001"))
