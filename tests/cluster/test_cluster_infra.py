@@ -26,6 +26,7 @@ from tests.cluster.support import (
     wait_stream_whole,
 )
 from tests.foundation.test_local_infra import _cli
+from tests.support.wait import wait_until
 
 
 @pytest.fixture(scope="module")
@@ -103,8 +104,16 @@ async def test_splitter_topic_code_creates_rf3_topics(cli_cluster: dict[str, Any
         assert await admin.ensure(topic, 4, s.topic_replication, {})
     finally:
         await admin.close()
-    desc = await describe_topic(state.kafka_bootstrap, topic)
-    assert len(desc["partitions"]) == 4
+    # Another broker may answer before the new topic's metadata reached it (a known race, also
+    # the splitter's on a cluster: README Status): wait for every partition to be described.
+    desc: dict[str, Any] = {}
+
+    async def described() -> bool:
+        nonlocal desc
+        desc = await describe_topic(state.kafka_bootstrap, topic)
+        return len(desc["partitions"]) == 4
+
+    await wait_until(described, timeout=30, what=f"{topic} described with 4 partitions")
     for p in desc["partitions"]:
         assert sorted(p["replicas"]) == [1, 2, 3], p
         assert p["leader"] in (1, 2, 3)
