@@ -22,6 +22,7 @@ from tests.bridge.support import (
     stream_holds,
 )
 from tests.helpers import Endpoints
+from tests.openfactory.subscriber import OpenFactorySubscriber
 from tests.support.kafka import create_topics, produce
 from tests.support.samples import item_event, load_samples, sample_record
 from tests.support.wait import wait_until
@@ -172,6 +173,10 @@ async def test_nats_restart_mid_flow_loses_and_duplicates_nothing(
         a = assets[seq % len(assets)]
         recs.append((a.encode(), item_event("v", seq // len(assets)), []))
     await produce(infra.kafka, topic, recs)
+    # An OpenFactory SDK-style subscriber on one asset (core NATS, reconnecting): what the
+    # reconnect re-sends is reported duplicate by the stream and must not reach it twice.
+    sdk = OpenFactorySubscriber(nats_private.url, assets[0])
+    await sdk.start()
 
     async with InProcessWorker(infra.kafka, nats_private.url, s, layout) as w:
         # Freeze NATS while the worker is busy, so that no ack can come back, wait until some
@@ -216,6 +221,16 @@ async def test_nats_restart_mid_flow_loses_and_duplicates_nothing(
         # The outage caught `stuck` records un-acked; the reconnect re-sent at least those.
         assert w.metric("ofa_bridge_resent_total") >= stuck > 0
         assert await w.worker.ready_issues() == {}
+    assert w.metric("ofa_bridge_openfactory_published_total") <= n
+    assert sdk._nc is not None
+    await sdk._nc.flush()
+    got = sdk.seqs()
+    await sdk.close()
+    # Core NATS is at most once (a subscriber reconnecting misses what is published meanwhile),
+    # but never twice and never out of order.
+    assert got, "the OpenFactory-layout subscriber received nothing"
+    assert len(got) == len(set(got)), "a record reached OpenFactory's subject twice"
+    assert got == sorted(got), "OpenFactory-layout messages out of order"
     msgs = await read_stream(nats_private.url, layout.stream, layout.stream_subjects())
     assert len(msgs) == n
     ids = [m.headers[NatsHeaders.MSG_ID] for m in msgs if m.headers]
