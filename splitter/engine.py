@@ -88,6 +88,7 @@ from splitter.grouping import FollowsTable, GroupingStrategy
 from splitter.metrics import SplitterMetrics
 from splitter.restore import apply_announcements, apply_changelog, read_to_end
 from splitter.settings import SplitterSettings
+from splitter.teardown import bounded, stop_consumer, stop_producer
 from splitter.topic_admin import TopicAdmin, wait_for_leaders
 
 log = get_logger("splitter", __name__)
@@ -102,6 +103,11 @@ _TS_TYPES = (b"0", b"1")
 
 class SplitterError(RuntimeError):
     """The splitter cannot go on (fenced, misconfigured topics, failed restore...)."""
+
+
+class SplitterConfigError(SplitterError):
+    """A failure that a restart cannot heal (topics that do not fit the settings): the process
+    exits instead of recovering (see :mod:`splitter.supervisor`)."""
 
 
 class _Partition:
@@ -152,12 +158,14 @@ class Splitter:
         strategy: GroupingStrategy,
         registry: CollectorRegistry,
         layout: Layout,
+        metrics: SplitterMetrics | None = None,
     ) -> None:
         self.common = common
         self.settings = settings
         self.strategy = strategy
         self.layout = layout
-        self.metrics = SplitterMetrics(registry)
+        # A supervisor that rebuilds the splitter after a failure hands its metrics over.
+        self.metrics = metrics or SplitterMetrics(registry)
         self.input_topic = layout.input_topic
         self._bootstrap = common.kafka_bootstrap_servers
         self._admin = TopicAdmin(self._bootstrap)
@@ -193,7 +201,7 @@ class Splitter:
         )
         self._changelog_partitions = await self._admin.partitions(lay.changelog_topic)
         if self._changelog_partitions < n_input:
-            raise SplitterError(
+            raise SplitterConfigError(
                 f"changelog topic {lay.changelog_topic!r} has {self._changelog_partitions} "
                 f"partitions but the input {self.input_topic!r} has {n_input}; the changelog "
                 "needs one partition per input partition (add partitions to it)"
@@ -244,26 +252,35 @@ class Splitter:
         self.metrics.strategy_table.set_function(strategy.table_size)
         await self._table.start(self.settings.restore_timeout_s)
 
-    async def close(self) -> None:
-        """Abort anything still open, leave the group, close every client."""
-        for part in list(self._parts.values()):
-            if part.in_txn:
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(part.producer.abort_transaction(), 10)
-                part.in_txn = False
-        if self._consumer is not None:
-            with contextlib.suppress(Exception):
-                await self._consumer.stop()
-        for part in list(self._parts.values()):
-            with contextlib.suppress(Exception):
-                await part.producer.stop()
+    async def close(self, timeout: float = 10.0) -> None:
+        """Abort anything still open, leave the group, close every client; every step is
+        bounded by ``timeout`` seconds (see :mod:`splitter.teardown`), so a dead or cut-off
+        broker cannot hold the process."""
+        parts = list(self._parts.values())
         self._parts.clear()
         self._ready_parts.clear()
+        self._joined = False
+        # Aborted in parallel: one bound for all, not one per partition.
+        open_txn = [p for p in parts if p.in_txn]
+        if open_txn:
+            await bounded(
+                asyncio.gather(*(p.producer.abort_transaction() for p in open_txn)),
+                timeout,
+                "abort of the open transactions",
+            )
+        for p in open_txn:
+            p.in_txn = False
+        if self._consumer is not None:
+            await stop_consumer(self._consumer, timeout, "the input consumer")
+        await asyncio.gather(
+            *(
+                stop_producer(p.producer, timeout, f"producer of partition {p.number}")
+                for p in parts
+            )
+        )
         if self._table is not None:
-            with contextlib.suppress(Exception):
-                await self._table.stop()
-        with contextlib.suppress(Exception):
-            await self._admin.close()
+            await bounded(self._table.stop(), timeout, "the global table follower")
+        await bounded(self._admin.close(), timeout, "the admin client")
 
     async def run(self, stop: asyncio.Event) -> None:
         """Process until ``stop`` is set (the open cycle is committed first) or a fatal error."""
@@ -622,7 +639,7 @@ class Splitter:
                         await part.producer.stop()
             bad = [n for n in mine if n >= self._changelog_partitions]
             if bad:
-                raise SplitterError(
+                raise SplitterConfigError(
                     f"input partitions {bad} have no changelog partition in "
                     f"{self.layout.changelog_topic!r}; add partitions to the changelog"
                 )

@@ -68,6 +68,12 @@ class SplitterMetrics:
             "strategy_table_entries",
             "Entries in the grouping strategy's global table (the UNS map's grouped assets).",
         )
+        self.restarts = m.counter(
+            "restarts",
+            "In-process restarts after a failure that can heal (fenced, broker lost...), "
+            "per cause (the exception type).",
+            ("cause",),
+        )
         self.restore_seconds = m.histogram(
             "restore_seconds",
             "Time to restore the table of newly assigned partitions from the changelog.",

@@ -23,8 +23,20 @@ _TOPIC_ALREADY_EXISTS = 36
 _UNKNOWN_TOPIC = 3
 
 
+#: Create-topic answers that mean the settings do not fit the cluster: InvalidTopic (17),
+#: TopicAuthorizationFailed (29), ClusterAuthorizationFailed (31), InvalidPartitions (37),
+#: InvalidConfig (40), PolicyViolation (44). Others heal, e.g. InvalidReplicationFactor (38)
+#: while a broker of a 3-broker cluster is down and RF 3 is asked for.
+_PERMANENT_CODES = frozenset({17, 29, 31, 37, 40, 44})
+
+
 class TopicError(RuntimeError):
-    """A topic could not be created or described; the message says which and why."""
+    """A topic could not be created or described; the message says which and why.
+    ``permanent`` when retrying cannot help (the settings must change)."""
+
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
 
 
 class TopicAdmin:
@@ -88,7 +100,9 @@ class TopicAdmin:
                 created = True
             elif code != _TOPIC_ALREADY_EXISTS:
                 detail = entry[2] if len(entry) > 2 and entry[2] else for_code(code).__name__
-                raise TopicError(f"cannot create topic {topic!r}: {detail}")
+                raise TopicError(
+                    f"cannot create topic {topic!r}: {detail}", permanent=code in _PERMANENT_CODES
+                )
         for _ in range(100):
             if await self._has_leaders(topic):
                 break
