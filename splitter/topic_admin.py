@@ -42,8 +42,15 @@ class TopicError(RuntimeError):
 class TopicAdmin:
     """A thin wrapper around :class:`AIOKafkaAdminClient` for the topics the splitter owns."""
 
-    def __init__(self, bootstrap: str) -> None:
+    def __init__(self, bootstrap: str, *, propagation_timeout_s: float = 15.0) -> None:
         self._admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15000)
+        #: Partition counts of the topics :meth:`ensure` saw whole. Each metadata request goes
+        #: to a random broker, and a topic just created reaches the brokers one by one: another
+        #: broker may still answer "unknown topic" (the splitter once read "changelog has 0
+        #: partitions" right after creating it). A topic known here is asked again until a
+        #: broker knows it, within ``propagation_timeout_s``.
+        self._known: dict[str, int] = {}
+        self._propagation_timeout_s = propagation_timeout_s
 
     async def start(self) -> None:
         """Connect to the cluster."""
@@ -59,16 +66,18 @@ class TopicAdmin:
         and /ready is polled while records flow)."""
         await self._admin.describe_topics([topic])
 
-    async def _has_leaders(self, topic: str) -> bool:
-        """True when ``topic`` exists and every partition of it has a leader."""
+    async def _whole(self, topic: str) -> int:
+        """The partition count of ``topic`` when the broker asked names a leader for every
+        partition of it, else 0."""
         described: list[dict[str, Any]] = await self._admin.describe_topics([topic])
         for t in described:
             if t["topic"] == topic and t["error_code"] == 0 and t["partitions"]:
-                return all(p["leader"] >= 0 and p["error_code"] == 0 for p in t["partitions"])
-        return False
+                parts = t["partitions"]
+                if all(p["leader"] >= 0 and p["error_code"] == 0 for p in parts):
+                    return len(parts)
+        return 0
 
-    async def partitions(self, topic: str) -> int:
-        """The partition count of ``topic``, or 0 when it does not exist."""
+    async def _count(self, topic: str) -> int:
         described: list[dict[str, Any]] = await self._admin.describe_topics([topic])
         for t in described:
             if t["topic"] != topic:
@@ -79,6 +88,23 @@ class TopicAdmin:
                 raise TopicError(f"cannot describe topic {topic!r}: {for_code(t['error_code'])}")
             return len(t["partitions"])
         return 0
+
+    async def partitions(self, topic: str) -> int:
+        """The partition count of ``topic``, or 0 when it does not exist. For a topic
+        :meth:`ensure` saw, never less than it saw: a broker that has not heard of it yet is
+        asked again (bounded, then :class:`TopicError`)."""
+        known = self._known.get(topic, 0)
+        deadline = time.monotonic() + self._propagation_timeout_s
+        while True:
+            n = await self._count(topic)
+            if n >= known:
+                return n
+            if time.monotonic() > deadline:
+                raise TopicError(
+                    f"topic {topic!r} had {known} partitions but the cluster answers {n} "
+                    f"after {self._propagation_timeout_s:.0f}s"
+                )
+            await asyncio.sleep(0.1)
 
     async def ensure(
         self, topic: str, partitions: int, replication: int, config: dict[str, str]
@@ -103,12 +129,18 @@ class TopicAdmin:
                 raise TopicError(
                     f"cannot create topic {topic!r}: {detail}", permanent=code in _PERMANENT_CODES
                 )
-        for _ in range(100):
-            if await self._has_leaders(topic):
-                break
+        # A topic we created must be seen with all its partitions (a broker may know of the
+        # topic before it knows every partition).
+        want = partitions if created else 1
+        deadline = time.monotonic() + self._propagation_timeout_s
+        while (seen := await self._whole(topic)) < want:
+            if time.monotonic() > deadline:
+                raise TopicError(
+                    f"topic {topic!r} was created but has no leader for some partition "
+                    f"after {self._propagation_timeout_s:.0f}s"
+                )
             await asyncio.sleep(0.05)
-        else:
-            raise TopicError(f"topic {topic!r} was created but has no leader for some partition")
+        self._known[topic] = seen
         if created:
             log.info("created topic", extra={"topic": topic, "partitions": partitions})
         return created
