@@ -94,7 +94,7 @@ def _cluster(action: str, cfg: object, quiet: bool = False) -> int:
             )
         print(
             f"export KAFKA_BOOTSTRAP_SERVERS={state.kafka_bootstrap} NATS_URL={state.nats_url} "
-            "SPLIT_TOPIC_REPLICATION=3 BRIDGE_REPLICAS=3"
+            "SPLIT_TOPIC_REPLICATION=3 BRIDGE_REPLICAS=3 EDGE_REGISTRY_REPLICAS=3"
         )
         return 0
     if action == "down":

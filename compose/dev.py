@@ -101,13 +101,22 @@ class DevError(RuntimeError):
     """The stack could not be started; the message says which part and why."""
 
 
+#: Replication factor of the input topic ``dev`` creates on a cluster of this many brokers or
+#: more (as OpenFactory's cluster has it; on fewer brokers, one replica per broker).
+INPUT_REPLICATION = 3
+
+
 async def ensure_topic(bootstrap: str, topic: str, partitions: int) -> None:
-    """Create the input topic when missing (OpenFactory creates it in production)."""
+    """Create the input topic when missing (OpenFactory creates it in production), replicated
+    on up to :data:`INPUT_REPLICATION` brokers: on a 3-broker cluster a single replica would
+    make the whole flow stop with the broker that holds it."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
+        brokers = len((await admin.describe_cluster())["brokers"])
+        replication = max(1, min(INPUT_REPLICATION, brokers))
         with contextlib.suppress(TopicAlreadyExistsError):
-            await admin.create_topics([NewTopic(topic, partitions, 1)])
+            await admin.create_topics([NewTopic(topic, partitions, replication)])
     finally:
         await admin.close()
 

@@ -179,6 +179,7 @@ class EdgeNode:
             connections=lambda: self.streams,
             interval_s=s.heartbeat_s,
             ttl_s=s.registry_ttl_s,
+            replicas=s.registry_replicas,
         )
         self._waiting = ("registry", f"registering in KV bucket {bucket!r}")
 

@@ -24,13 +24,15 @@ from ofa_contract.runtime import cancel_and_wait, get_logger
 log = get_logger("edge", "registry")
 
 
-async def open_bucket(nc: NatsClient, bucket: str, ttl_s: float) -> KeyValue:
-    """The registry bucket, created with a TTL when it does not exist yet."""
+async def open_bucket(nc: NatsClient, bucket: str, ttl_s: float, replicas: int = 1) -> KeyValue:
+    """The registry bucket, created with a TTL and ``replicas`` when it does not exist yet."""
     js = nc.jetstream()
     try:
         return await js.key_value(bucket)
     except BucketNotFoundError:
-        return await js.create_key_value(KeyValueConfig(bucket=bucket, ttl=ttl_s, history=1))
+        return await js.create_key_value(
+            KeyValueConfig(bucket=bucket, ttl=ttl_s, history=1, replicas=replicas)
+        )
 
 
 class Registration:
@@ -48,6 +50,7 @@ class Registration:
         connections: Callable[[], int],
         interval_s: float,
         ttl_s: float,
+        replicas: int = 1,
     ) -> None:
         self.nc = nc
         self.bucket = bucket
@@ -56,12 +59,13 @@ class Registration:
         self.connections = connections
         self.interval_s = interval_s
         self.ttl_s = ttl_s
+        self.replicas = replicas
         self._kv: KeyValue | None = None
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Register once (errors propagate), then keep refreshing in the background."""
-        self._kv = await open_bucket(self.nc, self.bucket, self.ttl_s)
+        self._kv = await open_bucket(self.nc, self.bucket, self.ttl_s, self.replicas)
         await self._beat()
         self._task = asyncio.get_running_loop().create_task(self._loop())
 

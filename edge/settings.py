@@ -41,6 +41,9 @@ class EdgeSettings(msgspec.Struct, kw_only=True, frozen=True):
     heartbeat_s: Seconds = 2.0
     #: TTL of registry entries when this node creates the bucket (entries of a dead node vanish).
     registry_ttl_s: Seconds = 10.0
+    #: Replicas of the registry bucket when this node creates it (1 for a single server, 3 for
+    #: a cluster: with one replica the bucket, and every edge's heartbeat, dies with its node).
+    registry_replicas: PositiveInt = 1
     #: ``retry:`` sent to clients: EventSource's reconnect delay in milliseconds.
     retry_ms: NonNegativeInt = 2000
     #: Seconds between ``: ping`` comments on an idle stream.

@@ -16,6 +16,8 @@ import pytest
 from bridge.settings import BridgeSettings
 from bridge.stream_setup import ensure_registry, ensure_streams
 from compose import local_cluster, local_infra
+from edge.registry import open_bucket
+from edge.settings import EdgeSettings
 from ofa_contract.layout import Layout
 from ofa_contract.settings import from_env
 from splitter.settings import SplitterSettings
@@ -135,9 +137,16 @@ async def test_stream_and_kv_have_a_leader_and_two_current_replicas(
         await ensure_streams(js, layout, s)
         kv = await ensure_registry(js, layout, s)
         await kv.put("probe", b"1")
+        # The edges' registry, as an edge creates it with the cluster's setting.
+        edge = from_env(EdgeSettings, "EDGE_", {"EDGE_REGISTRY_REPLICAS": "3"})
+        edges = await open_bucket(
+            nc, layout.edges_bucket, edge.registry_ttl_s, edge.registry_replicas
+        )
+        await edges.put("probe", b"1")
         ack = await js.publish(layout.stream_subject("A1", "x"), b"{}")
         assert ack.seq >= 1
-        for stream in (layout.stream, f"KV_{layout.state_bucket}", f"KV_{layout.bridges_bucket}"):
+        buckets = (layout.state_bucket, layout.bridges_bucket, layout.edges_bucket)
+        for stream in (layout.stream, *(f"KV_{b}" for b in buckets)):
             leader, current = await wait_stream_whole(js, stream, 2, 60)
             assert leader and leader.startswith("ofa-n"), (stream, leader)
             assert current == 2, f"{stream}: {current} current followers"

@@ -16,7 +16,6 @@ order, with no `reset`; the longest stall each fault caused and what clients saw
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import random
 import time
@@ -26,18 +25,13 @@ from pathlib import Path
 import httpx
 import nats
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from nats.js.api import KeyValueConfig
-from nats.js.errors import BadRequestError
 
 from bridge.settings import BridgeSettings
 from bridge.stream_setup import ensure_registry, ensure_streams
 from compose import dev, local_cluster
 from compose.simulator import Factory, simulate
-from edge.settings import EdgeSettings
 from ofa_contract.layout import DEFAULT_LAYOUT
 from ofa_contract.settings import from_env
-from splitter.settings import SplitterSettings
 from tests.cluster.conftest import node_logs
 from tests.cluster.faults import (
     JS_STREAMS,
@@ -53,7 +47,6 @@ from tests.cluster.netns import NetLab
 from tests.cluster.support import (
     stream_replicas_current,
     wait_stream_whole,
-    wait_topics_everywhere,
 )
 from tests.e2e.followers import cancel_all, check
 from tests.e2e.stack import Stack, wait_for
@@ -65,9 +58,13 @@ CLUSTER_ENV = {
     "SPLIT_TOPIC_REPLICATION": "3",
     "BRIDGE_REPLICAS": "3",
     "BRIDGE_MAX_BYTES": str(256 * 1024 * 1024),
+    "EDGE_REGISTRY_REPLICAS": "3",
     # Errors carry their detail in structured fields, which the text format leaves out.
     "LOG_FORMAT": "json",
 }
+
+EDGES_KV = f"KV_{DEFAULT_LAYOUT.edges_bucket}"
+assert EDGES_KV in JS_STREAMS
 
 Strike = Callable[[Faults, list[int]], Awaitable[tuple[str, str]]]
 
@@ -126,55 +123,18 @@ SCHEDULE: list[Strike] = [
 ]
 
 
-async def _create_topics(bootstrap: str, unique: str, partitions: int) -> None:
-    """The input topic as OpenFactory's cluster would have it (RF 3), and the splitter's
-    internal topics, known to every broker before the stack starts.
-
-    The splitter creates its internal topics itself, but then asks whichever broker for their
-    partitions and exits when that one has not heard of them yet (seen on this cluster: "has 0
-    partitions but the input has 6"); the names are tests/e2e/stack.py's.
-    """
-    ns = f"t_e2e_{unique}_"
-    dlq_bytes = str(SplitterSettings().dlq_max_bytes)
-    compact = {"cleanup.policy": "compact"}
-    topics = [
-        NewTopic(f"t_e2e_in_{unique}", partitions, 3),
-        NewTopic(f"{ns}ofa_splitter_assets", partitions, 3, topic_configs=compact),
-        NewTopic(f"{ns}ofa_groups", 1, 3, topic_configs=compact),
-        NewTopic(f"{ns}ofa_assets_dlq", 1, 3, topic_configs={"max.message.bytes": dlq_bytes}),
-    ]
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics(topics)
-    finally:
-        await admin.close()
-    await wait_topics_everywhere(bootstrap, [t.name for t in topics])
-
-
 async def _create_js_assets(cluster: local_cluster.Cluster) -> None:
-    """The stream and KV buckets with 3 replicas before the stack starts: the bridge would
-    create the stream and its buckets itself (BRIDGE_REPLICAS=3), but the edges create their
-    registry bucket with one replica (no setting) and exit when opening a bucket times out
-    while a new 3-replica asset is being placed on a loaded machine."""
+    """The bridge's stream and KV buckets with 3 replicas, whole before the stack starts (the
+    edges create their registry bucket themselves, EDGE_REGISTRY_REPLICAS=3)."""
     bridge = from_env(BridgeSettings, "BRIDGE_", CLUSTER_ENV)
-    edge = EdgeSettings()
     nc = await nats.connect(cluster.nats_urls)
     try:
         js = nc.jetstream()
         await ensure_streams(js, DEFAULT_LAYOUT, bridge)
         await ensure_registry(js, DEFAULT_LAYOUT, bridge)
-        with contextlib.suppress(BadRequestError):  # exists already
-            await js.create_key_value(
-                KeyValueConfig(
-                    bucket=DEFAULT_LAYOUT.edges_bucket,
-                    ttl=edge.registry_ttl_s,
-                    history=1,
-                    replicas=3,
-                )
-            )
-        assert f"KV_{DEFAULT_LAYOUT.edges_bucket}" in JS_STREAMS
         for name in JS_STREAMS:
+            if name == EDGES_KV:
+                continue
             leader, current = await wait_stream_whole(js, name, 2, 120)
             assert leader and current == 2, f"{name} is not whole: {leader}, {current}"
     finally:
@@ -278,15 +238,18 @@ async def _prove_replication(stack: Stack, cluster: local_cluster.Cluster) -> No
     """The stack's own code created RF-3 topics and 3-replica streams on the cluster."""
     topics = await topic_replicas(cluster.kafka_bootstrap, (stack.topic_prefix,))
     assert topics, "the splitter created no derived topic"
+    # The input (dev.ensure_topic) and the splitter's internal topics too.
+    topics |= await topic_replicas(cluster.kafka_bootstrap, (stack.input_topic, stack.namespace))
+    assert len(topics) >= 5, sorted(topics)
     for t, parts in topics.items():
         assert all(len(p["replicas"]) == 3 for p in parts), f"{t} is not RF 3"
-    import nats
-
     nc = await nats.connect(cluster.nats_urls)
     try:
-        info = await nc.jetstream().stream_info(DEFAULT_LAYOUT.stream)
-        assert info.config.num_replicas == 3
-        leader, current = await stream_replicas_current(nc.jetstream(), DEFAULT_LAYOUT.stream)
+        js = nc.jetstream()
+        for name in (DEFAULT_LAYOUT.stream, EDGES_KV):
+            info = await js.stream_info(name)
+            assert info.config.num_replicas == 3, name
+        leader, current = await stream_replicas_current(js, DEFAULT_LAYOUT.stream)
         assert leader and current == 2
     finally:
         await nc.close()
@@ -307,10 +270,10 @@ async def run_faults(
     schedule = [s for r in range(rounds) for s in (SCHEDULE if r == 0 else rng.sample(SCHEDULE, 7))]
     factory = Factory(40, 4, seed=seed)
     results: list[FaultResult] = []
-    # Before the stack starts, or it creates the input topic with one replica.
-    await _create_topics(cluster.kafka_bootstrap, unique, 6)
     await _create_js_assets(cluster)
     stack = Stack(cluster.kafka_bootstrap, cluster.nats[0], unique, log_dir, env=CLUSTER_ENV)
+    # As `ofa-serving dev` does it: RF 3 on this 3-broker cluster.
+    await dev.ensure_topic(cluster.kafka_bootstrap, stack.input_topic, 6)
     try:
         await _start(stack)
         faults = Faults(cluster, lab, (stack.namespace, stack.input_topic))

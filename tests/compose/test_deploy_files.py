@@ -227,10 +227,13 @@ def test_cluster_env_names_exist_and_point_at_the_cluster(name: str) -> None:
         assert host in doc["services"], f"{sname}: NATS_URL names no service"
     split_cls, split_prefix = envdoc.settings_struct("split")
     bridge_cls, bridge_prefix = envdoc.settings_struct("bridge")
+    edge_cls, edge_prefix = envdoc.settings_struct("edge")
     split = from_env(split_cls, split_prefix, environ=env_of(services["splitter"]))
     bridge = from_env(bridge_cls, bridge_prefix, environ=env_of(services["bridge"]))
+    edge = from_env(edge_cls, edge_prefix, environ=env_of(services["edge"]))
     assert getattr(split, "topic_replication") == 3  # noqa: B009 - the type is dynamic here
     assert getattr(bridge, "replicas") == 3  # noqa: B009
+    assert getattr(edge, "registry_replicas") == 3  # noqa: B009
 
 
 @pytest.mark.parametrize("name", CLUSTER_FILES)
