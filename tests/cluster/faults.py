@@ -15,18 +15,23 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from compose.local_cluster import Cluster
 from compose.local_infra import describe_cluster, pid_alive, stop_pid
-from ofa_contract.layout import DEFAULT_LAYOUT
+from ofa_contract.layout import Layout
 from tests.cluster.netns import NetLab
 from tests.cluster.support import stream_replicas_current
 from tests.e2e.followers import Follower
 
-#: Replicated JetStream assets of the stack (stream and KV buckets' streams).
-JS_STREAMS = (
-    DEFAULT_LAYOUT.stream,
-    f"KV_{DEFAULT_LAYOUT.state_bucket}",
-    f"KV_{DEFAULT_LAYOUT.bridges_bucket}",
-    f"KV_{DEFAULT_LAYOUT.edges_bucket}",  # the edges' registry
-)
+
+def js_streams(layout: Layout) -> tuple[str, ...]:
+    """Replicated JetStream assets of a stack (its stream and its KV buckets' streams). The
+    stack's names are namespaced: the default layout's names are not the stack's."""
+    return (
+        layout.stream,
+        f"KV_{layout.state_bucket}",
+        f"KV_{layout.bridges_bucket}",
+        f"KV_{layout.edges_bucket}",  # the edges' registry
+    )
+
+
 #: How long a partition or a pause lasts (the pause outlasts Kafka's 9 s broker session and
 #: NATS's raft heartbeats, so the node is declared dead and comes back).
 PARTITION_S = 30.0
@@ -101,10 +106,13 @@ async def topic_replicas(bootstrap: str, prefixes: tuple[str, ...]) -> dict[str,
 class Faults:
     """Strikes against a cluster whose nodes live in a :class:`NetLab`."""
 
-    def __init__(self, cluster: Cluster, lab: NetLab, topic_prefixes: tuple[str, ...]) -> None:
+    def __init__(
+        self, cluster: Cluster, lab: NetLab, topic_prefixes: tuple[str, ...], layout: Layout
+    ) -> None:
         self.cluster = cluster
         self.lab = lab
         self.prefixes = topic_prefixes
+        self.layout = layout
 
     def _index(self, node_name: str) -> int:
         return [n.name for n in self.cluster.nodes].index(node_name)
@@ -125,7 +133,7 @@ class Faults:
     async def stream_leader(self) -> int:
         nc_js = await self._js()
         try:
-            leader, _ = await stream_replicas_current(nc_js[1], DEFAULT_LAYOUT.stream)
+            leader, _ = await stream_replicas_current(nc_js[1], self.layout.stream)
         finally:
             await nc_js[0].close()
         assert leader, "the stream has no leader"
@@ -181,7 +189,7 @@ class Faults:
                 return f"under-replicated: {sorted(set(short))[:3]}"
             nc, js = await self._js()
             try:
-                for s in JS_STREAMS:
+                for s in js_streams(self.layout):
                     leader, current = await stream_replicas_current(js, s)
                     if not leader or current < 2:
                         return f"stream {s}: leader {leader}, {current} current"

@@ -30,16 +30,16 @@ from bridge.settings import BridgeSettings
 from bridge.stream_setup import ensure_registry, ensure_streams
 from compose import dev, local_cluster
 from compose.simulator import Factory, simulate
-from ofa_contract.layout import DEFAULT_LAYOUT
+from ofa_contract.layout import Layout
 from ofa_contract.settings import from_env
 from tests.cluster.conftest import node_logs
 from tests.cluster.faults import (
-    JS_STREAMS,
     PARTITION_S,
     PAUSE_S,
     FaultResult,
     Faults,
     TimedFollower,
+    js_streams,
     longest_stall,
     topic_replicas,
 )
@@ -62,9 +62,6 @@ CLUSTER_ENV = {
     # Errors carry their detail in structured fields, which the text format leaves out.
     "LOG_FORMAT": "json",
 }
-
-EDGES_KV = f"KV_{DEFAULT_LAYOUT.edges_bucket}"
-assert EDGES_KV in JS_STREAMS
 
 Strike = Callable[[Faults, list[int]], Awaitable[tuple[str, str]]]
 
@@ -123,17 +120,17 @@ SCHEDULE: list[Strike] = [
 ]
 
 
-async def _create_js_assets(cluster: local_cluster.Cluster) -> None:
+async def _create_js_assets(cluster: local_cluster.Cluster, layout: Layout) -> None:
     """The bridge's stream and KV buckets with 3 replicas, whole before the stack starts (the
     edges create their registry bucket themselves, EDGE_REGISTRY_REPLICAS=3)."""
     bridge = from_env(BridgeSettings, "BRIDGE_", CLUSTER_ENV)
     nc = await nats.connect(cluster.nats_urls)
     try:
         js = nc.jetstream()
-        await ensure_streams(js, DEFAULT_LAYOUT, bridge)
-        await ensure_registry(js, DEFAULT_LAYOUT, bridge)
-        for name in JS_STREAMS:
-            if name == EDGES_KV:
+        await ensure_streams(js, layout, bridge)
+        await ensure_registry(js, layout, bridge)
+        for name in js_streams(layout):
+            if name == f"KV_{layout.edges_bucket}":
                 continue
             leader, current = await wait_stream_whole(js, name, 2, 120)
             assert leader and current == 2, f"{name} is not whole: {leader}, {current}"
@@ -246,10 +243,10 @@ async def _prove_replication(stack: Stack, cluster: local_cluster.Cluster) -> No
     nc = await nats.connect(cluster.nats_urls)
     try:
         js = nc.jetstream()
-        for name in (DEFAULT_LAYOUT.stream, EDGES_KV):
+        for name in (stack.layout.stream, f"KV_{stack.layout.edges_bucket}"):
             info = await js.stream_info(name)
             assert info.config.num_replicas == 3, name
-        leader, current = await stream_replicas_current(js, DEFAULT_LAYOUT.stream)
+        leader, current = await stream_replicas_current(js, stack.layout.stream)
         assert leader and current == 2
     finally:
         await nc.close()
@@ -270,13 +267,13 @@ async def run_faults(
     schedule = [s for r in range(rounds) for s in (SCHEDULE if r == 0 else rng.sample(SCHEDULE, 7))]
     factory = Factory(40, 4, seed=seed)
     results: list[FaultResult] = []
-    await _create_js_assets(cluster)
     stack = Stack(cluster.kafka_bootstrap, cluster.nats[0], unique, log_dir, env=CLUSTER_ENV)
+    await _create_js_assets(cluster, stack.layout)
     # As `ofa-serving dev` does it: RF 3 on this 3-broker cluster.
     await dev.ensure_topic(cluster.kafka_bootstrap, stack.input_topic, 6)
     try:
         await _start(stack)
-        faults = Faults(cluster, lab, (stack.namespace, stack.input_topic))
+        faults = Faults(cluster, lab, (stack.namespace, stack.input_topic), stack.layout)
         stop_flow = asyncio.Event()
         sim = asyncio.create_task(
             simulate(factory, cluster.kafka_bootstrap, stack.input_topic, rate=rate, stop=stop_flow)
@@ -325,7 +322,13 @@ async def run_faults(
         print(
             f"\nseed {seed}: wrote {written} records at {rate:.0f}/s; {clients} clients got "
             f"{sum(len(f.seqs) for f in followers)} events; duplicates {dups}; lost {gaps}; "
-            f"out of order {disorder}; resets {resets}\n" + "\n".join(r.line() for r in results),
+            f"out of order {disorder}; resets {resets}\n"
+            + "\n".join(r.line() for r in results)
+            + "\nper fault (by arrival time): "
+            + "; ".join(
+                f"{k}: dup {d}, disorder {o}"
+                for k, (d, o) in _per_fault(followers, results).items()
+            ),
             flush=True,
         )
         bad = [v for v in verdicts if v.duplicates or v.missing or v.out_of_order]
@@ -346,6 +349,28 @@ async def run_faults(
             if c.proc is not None and c.proc.returncode is None:  # pragma: no cover
                 c.proc.kill()
     return results
+
+
+def _per_fault(
+    followers: list[TimedFollower], results: list[FaultResult]
+) -> dict[str, tuple[int, int]]:
+    """Duplicate and out-of-order arrivals (within a group segment, as :func:`check` judges
+    order), each counted against the last fault struck before it arrived."""
+    counts = {"before the faults": [0, 0]} | {r.name: [0, 0] for r in results}
+    for f in followers:
+        seen: set[int] = set()
+        top: dict[bool, int] = {}
+        for s, t in zip(f.seqs, f.times, strict=False):
+            seg = s >= GROUPED_AT
+            last = [r.name for r in results if r.started <= t]
+            key = last[-1] if last else "before the faults"
+            if s in seen:
+                counts[key][0] += 1
+            elif s < top.get(seg, 0):
+                counts[key][1] += 1
+            seen.add(s)
+            top[seg] = max(top.get(seg, 0), s)
+    return {k: (v[0], v[1]) for k, v in counts.items()}
 
 
 def _when_disordered(followers: list[TimedFollower], results: list[FaultResult]) -> list[str]:
