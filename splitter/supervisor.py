@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from ofa_contract.runtime import get_logger, wait_for_service
@@ -66,6 +66,7 @@ class Supervisor:
         backoff: Backoff = RESTART_BACKOFF,
         stop_grace_s: float = 10.0,
         close_timeout_s: float = 10.0,
+        probe: Callable[[str, str], Awaitable[None]] = probe_kafka,
     ) -> None:
         self._build = build
         self._metrics = metrics
@@ -74,6 +75,7 @@ class Supervisor:
         self._backoff = backoff
         self._stop_grace_s = stop_grace_s
         self._close_timeout_s = close_timeout_s
+        self._probe = probe
         self._splitter: Splitter | None = None
         self._recovering = ""
         self._waiting = ""
@@ -144,7 +146,7 @@ class Supervisor:
         """Wait for Kafka, start, run until ``stop``; failures propagate."""
 
         async def probe() -> bool:
-            await probe_kafka(self._bootstrap, self._probe_topic)
+            await self._probe(self._bootstrap, self._probe_topic)
             return True
 
         reachable = await wait_for_service(

@@ -37,11 +37,16 @@ async def bounded(step: Awaitable[Any], timeout: float, what: str) -> bool:
 
 async def stop_producer(producer: AIOKafkaProducer, timeout: float, what: str) -> None:
     """Stop ``producer``; after ``timeout`` drop its unsent batches and close its connections."""
-    if await bounded(producer.stop(), timeout, what):
-        return
-    # aiokafka internals (0.14): the sender task is what keeps retrying the batches.
+    # aiokafka internals (0.14): the sender task is what keeps retrying the batches; a fenced
+    # producer's ended with ProducerFenced, which nobody retrieves (asyncio logs it as an
+    # error at exit: the failure is already reported by the supervisor).
     sender = getattr(producer, "_sender", None)
     task = getattr(sender, "sender_task", None)
+    stopped = await bounded(producer.stop(), timeout, what)
+    if isinstance(task, asyncio.Task) and task.done() and not task.cancelled():
+        task.exception()
+    if stopped:
+        return
     if isinstance(task, asyncio.Task) and not task.done():
         task.cancel()
         with contextlib.suppress(BaseException):
