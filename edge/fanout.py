@@ -8,7 +8,11 @@ of up to 1 MiB is valid) and still reaches a client that reads (docs/decisions.m
 
 Per-subject sequence headers (``Nats-Sequence``/``Nats-Last-Sequence``, added by the stream's
 RePublish) reveal a live message that never arrived; the feed then holds later messages back,
-fetches the missing ones from the stream, delivers them, and only then carries on.
+fetches the missing ones from the stream, delivers them, and only then carries on. The fetch
+reads every data item of the asset, not only the revealing one: when the live path lost a run
+of messages (a NATS node cut off), each item's gap shows only with that item's next message, and
+filling item by item delivered one item's later messages before another's earlier ones (out of
+order; a client that then resumed by Last-Event-ID skipped the unfilled ones for good).
 """
 
 from __future__ import annotations
@@ -222,6 +226,8 @@ class AssetFeed:
         self.live_wildcard = hub.layout.live_filter(asset_uuid)
         #: ``<live prefix>.<asset token>.``: what precedes a data item's token in a live subject.
         self._live_head = self.live_wildcard.removesuffix("*")
+        #: The same for the stream's subjects (what a replay yields).
+        self._stream_head = hub.layout.stream_filter(asset_uuid).removesuffix("*")
         self.clients: set[Client] = set()
         self.refs = 0
         self.sub: Any = None
@@ -351,8 +357,9 @@ class AssetFeed:
             self.hub.kill_feed(self, "edge could not fill a gap in the live data; reconnect")
 
     async def _fetch_missing(self, msg: Msg, start: int) -> None:
+        """Deliver what is stored for the asset (every data item) from ``start`` up to ``msg``,
+        in stream order, skipping what each item already delivered."""
         self.hub.metrics.live_gaps.inc()
-        token = msg.subject[len(self._live_head) :]
         hdrs = msg.headers or {}
         upto = int(hdrs.get(NatsHeaders.SEQUENCE, "0"))
         log.info(
@@ -361,16 +368,18 @@ class AssetFeed:
         async for stored in replay(
             self.hub.nc,
             self.hub.stream,
-            self.stream_filter(token),
+            self.stream_filter(None),
             start,
             timeout=self.hub.history_timeout_s,
         ):
             if stored.seq >= upto:
                 break
-            prev = self.last_by_subject.get(msg.subject)
+            token = stored.subject[len(self._stream_head) :]
+            live_subject = self._live_head + token
+            prev = self.last_by_subject.get(live_subject)
             if prev is None or stored.seq > prev:
                 self.hub.metrics.gap_events_filled.inc()
-                self._deliver(token, msg.subject, stored.seq, stored.data)
+                self._deliver(token, live_subject, stored.seq, stored.data)
         # Everything stored before the revealing message is now delivered, or gone from the
         # stream (limits): either way, do not ask again.
         prev_stored = int(hdrs.get(NatsHeaders.LAST_SEQUENCE, "0"))

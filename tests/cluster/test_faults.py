@@ -267,7 +267,10 @@ async def run_faults(
     schedule = [s for r in range(rounds) for s in (SCHEDULE if r == 0 else rng.sample(SCHEDULE, 7))]
     factory = Factory(40, 4, seed=seed)
     results: list[FaultResult] = []
-    stack = Stack(cluster.kafka_bootstrap, cluster.nats[0], unique, log_dir, env=CLUSTER_ENV)
+    # Every node's URL, as the deployment files give it: a process that reconnects while one
+    # node is down (the bridge's publisher makes a new connection after a fault) picks another.
+    env = {**CLUSTER_ENV, "NATS_URL": ",".join(cluster.nats_urls)}
+    stack = Stack(cluster.kafka_bootstrap, cluster.nats[0], unique, log_dir, env=env)
     await _create_js_assets(cluster, stack.layout)
     # As `ofa-serving dev` does it: RF 3 on this 3-broker cluster.
     await dev.ensure_topic(cluster.kafka_bootstrap, stack.input_topic, 6)

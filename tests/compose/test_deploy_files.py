@@ -223,8 +223,8 @@ def test_cluster_env_names_exist_and_point_at_the_cluster(name: str) -> None:
         common = from_env(CommonSettings, environ=env)
         brokers = common.kafka_bootstrap_servers.split(",")
         assert brokers == [f"kafka-{i}:9092" for i in NODES], f"{sname}: {brokers}"
-        host = common.nats_url.removeprefix("nats://").split(":")[0]
-        assert host in doc["services"], f"{sname}: NATS_URL names no service"
+        hosts = [u.removeprefix("nats://").split(":")[0] for u in common.nats_url.split(",")]
+        assert hosts == [f"nats-{i}" for i in NODES], f"{sname}: NATS_URL {hosts}"
     split_cls, split_prefix = envdoc.settings_struct("split")
     bridge_cls, bridge_prefix = envdoc.settings_struct("bridge")
     edge_cls, edge_prefix = envdoc.settings_struct("edge")
