@@ -377,7 +377,9 @@ def _per_fault(
 
 
 def _when_disordered(followers: list[TimedFollower], results: list[FaultResult]) -> list[str]:
-    """For each event that arrived after a later one, the last fault struck before it."""
+    """For each event that arrived after a later one, the last fault struck before it, and
+    the two events' SSE ids (stream sequences): ids going up while seqs go down mean the stream
+    stored them out of order (the bridge); ids going down mean the edge sent an older one late."""
     out = []
     for f in followers:
         for i in range(1, len(f.seqs)):
@@ -386,7 +388,8 @@ def _when_disordered(followers: list[TimedFollower], results: list[FaultResult])
             t = f.times[i]
             last = [r for r in results if r.started <= t]
             after = f"{t - last[-1].started:.1f}s after {last[-1].name}" if last else "before"
-            out.append(f"{f.asset} seq {f.seqs[i]} after {f.seqs[i - 1]}: {after}")
+            ids = f"ids {f.ids[i - 1]}->{f.ids[i]}" if i < len(f.ids) else "no ids"
+            out.append(f"{f.asset} seq {f.seqs[i]} after {f.seqs[i - 1]} ({ids}): {after}")
     return out[:20]
 
 
