@@ -103,6 +103,7 @@ class Publisher:
         #: Assets with a record in flight, and their later records waiting for its ack.
         self._waiting: dict[str, deque[Entry]] = {}
         self._held = 0
+        self._resending = False
         self._connected = False
         self._space = asyncio.Event()
         self._fault = asyncio.Event()
@@ -120,7 +121,7 @@ class Publisher:
 
     def has_space(self) -> bool:
         """True when :meth:`submit` may be called without exceeding the window."""
-        return self._connected and self._pending() < self._window
+        return self._connected and not self._resending and self._pending() < self._window
 
     def _pending(self) -> int:
         """Records submitted and not acknowledged: in flight, or held behind their asset's."""
@@ -215,6 +216,7 @@ class Publisher:
         self._fault.set()
 
     async def _handle_ack(self, msg: Msg) -> None:
+        nc = self._nc
         try:
             token = int(msg.subject[len(self._prefix) :])
         except ValueError:
@@ -234,7 +236,8 @@ class Publisher:
         follow_up = self._on_ack(entry, _DUPLICATE.search(data) is not None)
         if follow_up is not None:
             await self._publish_core(*follow_up)
-        if self._connected:
+        # Only on the connection the ack came on: after a reset the resend owns the order.
+        if self._connected and self._nc is nc:
             await self._send_next(entry)
         if self._connected and self._pending() < self._window:
             self._space.set()
@@ -321,8 +324,14 @@ class Publisher:
             self._fault.clear()
             try:
                 await self._connect()
-                self._connected = True  # _resend needs submit-free state; publish is direct
-                await self._resend()
+                self._connected = True
+                # No submit while re-sending: a new record would leave before the re-sent
+                # earlier ones of its asset.
+                self._resending = True
+                try:
+                    await self._resend()
+                finally:
+                    self._resending = False
             except Exception as exc:
                 self._connected = False
                 self.last_error = f"{type(exc).__name__}: {exc}"
@@ -366,6 +375,11 @@ class Publisher:
             if self._fault.is_set():
                 return
             self._metrics.in_flight.set(len(self._inflight))
+            if self._held and not self._inflight:
+                # Records wait for an ack that cannot come: never expected, but silence here
+                # would stop their assets for good, so reset and re-send.
+                self._trigger_fault(f"{self._held} records held with none in flight", "stuck")
+                return
             if self._inflight:
                 oldest = next(iter(self._inflight.values()))
                 if time.perf_counter() - oldest.sent_at > self._ack_timeout:

@@ -178,7 +178,15 @@ async def _strike(
     async def past() -> bool:
         return all(f.seqs and max(f.seqs) > mark[f.asset] for f in followers)
 
-    await wait_for(past, 300, f"every client to get an event written after {name}")
+    try:
+        await wait_for(past, 300, f"every client to get an event written after {name}")
+    except AssertionError as exc:
+        behind = {
+            f.asset: (max(f.seqs, default=0), mark[f.asset], factory.seq.get(f.asset, 0))
+            for f in followers
+            if not (f.seqs and max(f.seqs) > mark[f.asset])
+        }
+        raise AssertionError(f"{exc}; behind (got, mark, written): {behind}") from None
     t1 = time.monotonic()
     errors: dict[str, int] = {}
     for f in followers:
