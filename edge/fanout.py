@@ -29,7 +29,7 @@ from nats.aio.msg import Msg
 
 from edge import sse
 from edge.metrics import EdgeMetrics
-from edge.resume import replay
+from edge.resume import HistoryError, replay
 from ofa_contract.compat import subscription_sid
 from ofa_contract.layout import Layout, NatsHeaders
 from ofa_contract.naming import decode_token
@@ -365,6 +365,7 @@ class AssetFeed:
         log.info(
             "live gap on %s from seq %d to %d; filling from the stream", msg.subject, start, upto
         )
+        reached = False
         async for stored in replay(
             self.hub.nc,
             self.hub.stream,
@@ -373,6 +374,7 @@ class AssetFeed:
             timeout=self.hub.history_timeout_s,
         ):
             if stored.seq >= upto:
+                reached = True
                 break
             token = stored.subject[len(self._stream_head) :]
             live_subject = self._live_head + token
@@ -380,6 +382,12 @@ class AssetFeed:
             if prev is None or stored.seq > prev:
                 self.hub.metrics.gap_events_filled.inc()
                 self._deliver(token, live_subject, stored.seq, stored.data)
+        if not reached:
+            # The replay ended before the message that revealed the gap (a stream whose leader
+            # just changed answered with less): delivering it now would skip what lies between
+            # (clients resuming after it would never get them). What was delivered is in
+            # stream order, so clients resume from there (_fill kills the feed).
+            raise HistoryError(f"the stream gave the asset's messages only up to before {upto}")
         # Everything stored before the revealing message is now delivered, or gone from the
         # stream (limits): either way, do not ask again.
         prev_stored = int(hdrs.get(NatsHeaders.LAST_SEQUENCE, "0"))

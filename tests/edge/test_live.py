@@ -225,3 +225,40 @@ async def test_limits_health_ready_metrics_and_registry(nats_private) -> None:
     except nats.js.errors.KeyNotFoundError:
         pass
     await nc.close()
+
+
+async def test_a_fill_the_stream_answers_short_ends_the_feed_without_skipping(
+    nats_private, monkeypatch
+) -> None:
+    # Right after a stream leader change, the replay that fills a live gap ended before the
+    # message that revealed the gap. The feed then sent that message on, and the messages in
+    # between reached clients later (out of order) or never (lost, once a client resumed past
+    # them). Now the feed ends: what the client got is a gap-free prefix it resumes from.
+    from edge import fanout
+
+    real_replay = fanout.replay
+
+    async def short_replay(*args, **kwargs):
+        async for stored in real_replay(*args, **kwargs):
+            yield stored
+            return  # the stream "answers" one message only
+
+    monkeypatch.setattr(fanout, "replay", short_replay)
+    pub = await Publisher.connect(nats_private.url)
+    async with running_edge(nats_private.url) as edge:
+        c = await sse_get(f"{edge.url}/asset_stream?asset_uuid=G2")
+        await wait_subscribed(c)
+        first = await pub.publish("G2", "a", -1)
+        lost = {first + 1 + i for i in range(6, 14)}
+
+        def drop(msg) -> bool:
+            return int(msg.headers[NatsHeaders.SEQUENCE]) in lost
+
+        edge.state.hub.test_drop_live = drop  # type: ignore[union-attr]
+        sent = [first] + [await pub.publish("G2", "ab"[i % 2], i) for i in range(20)]
+        got = [e for e in await c.drain_to_end() if e.id]
+        ids = [int(e.id) for e in got]
+        assert ids == sent[: len(ids)], ids  # in order, nothing skipped
+        assert len(ids) < len(sent)  # the feed ended at the short fill
+        await c.close()
+    await pub.close()
