@@ -280,7 +280,9 @@ async def run_faults(
     env = {**CLUSTER_ENV, "NATS_URL": ",".join(cluster.nats_urls)}
     stack = Stack(cluster.kafka_bootstrap, cluster.nats[0], unique, log_dir, env=env)
     await _create_js_assets(cluster, stack.layout)
-    # As `ofa-serving dev` does it: RF 3 on this 3-broker cluster.
+    # As `ofa-serving dev` does it: RF 3 on this 3-broker cluster, once every broker is in the
+    # metadata again (dev counts the brokers it sees; one run saw 1 of 3 right after start-up).
+    await local_cluster.wait_brokers(cluster.kafka_bootstrap, 3, 120)
     await dev.ensure_topic(cluster.kafka_bootstrap, stack.input_topic, 6)
     try:
         await _start(stack)
