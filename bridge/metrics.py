@@ -68,3 +68,32 @@ class BridgeMetrics:
             "openfactory_publish_errors",
             "OpenFactory-layout publishes that failed (connection lost right after the ack)",
         )
+        self.gap_checks = m.counter(
+            "gap_checks", "Checks of the owned partitions against the stream (gap watcher)"
+        )
+        self.gap_check_errors = m.counter(
+            "gap_check_errors", "Gap checks that failed (NATS or Kafka unreachable); retried"
+        )
+        self.gap_rescans = m.counter(
+            "gap_rescans",
+            "Times the stream no longer held a message read before (it lost messages) and its "
+            "last duplicate window was read again",
+        )
+        self.gaps_detected = m.counter(
+            "gaps_detected",
+            "Records JetStream lost after acknowledging them that Kafka still holds, per group",
+            ("group",),
+        )
+        self.gaps_repaired = m.counter(
+            "gaps_repaired",
+            "Lost records re-published from Kafka (same Nats-Msg-Id) and stored again, per group",
+            ("group",),
+        )
+        self.gaps_dismissed = m.counter(
+            "gaps_dismissed",
+            "Offsets missing from the stream that are not lost, per reason (not_a_record: "
+            "transaction marker or aborted record; source_duplicate: a second copy of a source "
+            "record, skipped on purpose; deduplicated: the stream's duplicate window still "
+            "knows it; undecodable: never bridged)",
+            ("reason",),
+        )

@@ -56,6 +56,11 @@ class BridgeSettings(msgspec.Struct, kw_only=True, frozen=True):
     #: On a rebalance, how long (seconds) to wait for in-flight publishes before releasing.
     revoke_drain_timeout_s: NonNegativeSeconds = 30.0
 
+    #: Seconds between checks of the owned partitions against the stream (also checked on
+    #: every assignment): a record JetStream lost after acknowledging it (unsynced writes lost
+    #: in a crash) is found from the Kafka coordinates in Nats-Msg-Id and re-published.
+    gap_check_interval_s: Seconds = 30.0
+
     #: Stream history limits: age (seconds, 0 = unlimited), bytes (-1 = unlimited; JetStream
     #: reserves this much of the server's storage) and messages kept per subject (-1 = unlimited).
     max_age_s: NonNegativeSeconds = 24 * 3600.0

@@ -16,13 +16,14 @@ import contextlib
 import re
 import time
 from collections import deque
-from typing import Any
+from typing import Any, cast
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 from nats.js import JetStreamContext
 
 from bridge.assignor import GroupSingletonAssignor
+from bridge.gap_watch import GapWatch
 from bridge.metrics import BridgeMetrics
 from bridge.publisher import Publisher, encode_headers
 from bridge.registry import Registry
@@ -39,6 +40,12 @@ from ofa_contract.settings import CommonSettings
 log = get_logger("bridge", __name__)
 
 _HEADER_KEY_BAD = re.compile(r"[^!#$%&'*+\-.^_`|~0-9A-Za-z]")
+#: Source coordinates under the names NATS readers (and the gap watcher) look for.
+_SRC_HEADERS = {
+    KafkaHeaders.SRC_TOPIC: NatsHeaders.SRC_TOPIC,
+    KafkaHeaders.SRC_PARTITION: NatsHeaders.SRC_PARTITION,
+    KafkaHeaders.SRC_OFFSET: NatsHeaders.SRC_OFFSET,
+}
 
 
 def _header_value(raw: bytes | None) -> str:
@@ -90,6 +97,9 @@ class BridgeWorker:
         # OpenFactory-layout subjects must never fall into the serving layer's own subjects.
         self._reserved_subjects = (layout.stream_subject_prefix, layout.live_subject_prefix)
         self._skip_reasons_logged: set[str] = set()
+        self.gap_watch = GapWatch(
+            common, layout, settings, metrics, self._owned, self._entry, self._kafka_committed
+        )
 
     def _new_consumer(self) -> AIOKafkaConsumer:
         s = self.settings
@@ -140,6 +150,7 @@ class BridgeWorker:
             tasks.spawn(self._commit_loop(stop), name="bridge-commit")
             tasks.spawn(self._lag_loop(stop), name="bridge-lag")
             tasks.spawn(self.registry.run(stop), name="bridge-registry")
+            tasks.spawn(self.gap_watch.run(stop), name="bridge-gaps")
             await self._consume_loop(stop)
         finally:
             await tasks.close(timeout=10)
@@ -180,6 +191,7 @@ class BridgeWorker:
         with contextlib.suppress(Exception):
             await self.consumer.stop()
         await self.registry.close()
+        await self.gap_watch.close()
         log.info("stopped", extra={"worker_id": self.settings.worker_id})
 
     # -- consuming --------------------------------------------------------------------------
@@ -208,6 +220,7 @@ class BridgeWorker:
                 tr = self.trackers.get(tp)
                 if tr is None or not tr.active:
                     continue
+                self.gap_watch.consumed(tp, records)
                 self._backlog.extend((tr, r) for r in records)
 
     def _set_paused(self, paused: bool) -> None:
@@ -260,7 +273,7 @@ class BridgeWorker:
             if k == KafkaHeaders.SRC_TIMESTAMP_TYPE and v in (b"0", b"1"):
                 # The timestamp is the source record's (the splitter copies it): so is its type.
                 ts_type = int(v)
-            key = _HEADER_KEY_BAD.sub("_", k.strip()) if k else ""
+            key = _SRC_HEADERS.get(k) or (_HEADER_KEY_BAD.sub("_", k.strip()) if k else "")
             # Nats-* headers steer JetStream (rollups, expectations): never taken from input.
             if key and not key.lower().startswith("nats-"):
                 headers[key] = _header_value(v)
@@ -370,6 +383,7 @@ class BridgeWorker:
         groups = sorted({tr.group for tr in self.trackers.values()})
         self.metrics.owned_groups.set(len(groups))
         log.info("assigned groups %s", groups, extra={"groups": groups})
+        self.gap_watch.wake()
 
     async def _on_revoked(self, revoked: set[TopicPartition]) -> None:
         trs = [self.trackers[tp] for tp in revoked if tp in self.trackers]
@@ -392,6 +406,7 @@ class BridgeWorker:
         await self._commit(trs)
         for tr in trs:
             self.trackers.pop(tr.tp, None)
+            self.gap_watch.released(tr.tp)
             with contextlib.suppress(KeyError):
                 self.metrics.lag.remove(tr.group)
 
@@ -440,6 +455,13 @@ class BridgeWorker:
             lag[tr.group] = lag.get(tr.group, 0) + max(0, end - done)
         for group, value in lag.items():
             self.metrics.lag.labels(group).set(value)
+
+    def _owned(self) -> dict[TopicPartition, PartitionTracker]:
+        return self.trackers
+
+    async def _kafka_committed(self, tp: TopicPartition) -> int | None:
+        # The group's committed offset (a predecessor's) before this worker committed any.
+        return cast(int | None, await self.consumer.committed(tp))
 
     def owned_groups(self) -> list[str]:
         """Groups this worker currently owns."""

@@ -1,0 +1,466 @@
+"""The gap watcher: finds records JetStream lost after acknowledging them, and re-bridges them.
+
+For the partitions its worker owns it reads the stream (headers only, an ephemeral pull consumer
+without acks) from where the previous check ended, notes the Kafka coordinates in every
+``Nats-Msg-Id`` (:class:`~bridge.gaps.GapTracker`) and expects every record below the offset the
+worker committed: those were acknowledged by JetStream before the commit, so the stream held
+them when the check began. A missing offset is only a suspect:
+
+- offsets the worker's own consumer skipped (transaction markers, aborted records) are known
+  without asking Kafka (:meth:`GapWatch.consumed`);
+- the rest is read from Kafka (read_committed, :func:`~bridge.gaps.records_between`): no record
+  there means a marker; a record whose source coordinates (``Ofa-Src-*``) the stream holds for
+  that partition already is a copy the bridge skipped on purpose (at-least-once splitting);
+- what remains is lost: re-published with its own ``Nats-Msg-Id`` (idempotent), counted in
+  ``ofa_bridge_gaps_detected_total`` / ``ofa_bridge_gaps_repaired_total`` and logged, one line per
+  range. A re-publish JetStream reports as duplicate was not lost (its de-duplication window still
+  knows it: removed by a stream limit), counted in ``ofa_bridge_gaps_dismissed_total``.
+
+A stream that lost its tail hands the lost sequence numbers out again, so the message the last
+check ended on is fetched first: gone or different means the stream was rewritten, and the last
+duplicate window of it is read again (``ofa_bridge_gap_rescans_total``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
+
+from bridge.gaps import Coord, GapTracker, Suspect, parse_msg_id, records_between
+from bridge.metrics import BridgeMetrics
+from bridge.settings import BridgeSettings
+from bridge.tracker import Entry, PartitionTracker
+from ofa_contract.layout import KafkaHeaders, Layout, NatsHeaders
+from ofa_contract.runtime import get_logger
+from ofa_contract.runtime.connect import connect_nats
+from ofa_contract.settings import CommonSettings
+
+log = get_logger("bridge", __name__)
+
+#: Source coordinates remembered (all partitions together, oldest forgotten first): a copy
+#: skipped on purpose follows its first copy closely, well within this many records.
+MAX_SOURCES = 200_000
+_FETCH_BATCH = 1000
+
+#: (derived topic, derived partition, source topic, source partition, source offset)
+SourceKey = tuple[str, int, str, str, str]
+#: Builds the entry the worker would publish for a record (its subject, headers, payload).
+Build = Callable[[PartitionTracker, ConsumerRecord[bytes, bytes]], Entry]
+#: The consumer group's committed offset of a partition (None when there is none).
+Committed = Callable[[TopicPartition], Awaitable[int | None]]
+
+
+def decode_headers(block: bytes) -> dict[str, str]:
+    """The headers of an encoded NATS header block (:func:`bridge.publisher.encode_headers`)."""
+    out: dict[str, str] = {}
+    for line in block.decode().split("\r\n")[1:]:
+        key, sep, value = line.partition(":")
+        if sep:
+            out[key.strip()] = value.strip()
+    return out
+
+
+def _kafka_source(rec: ConsumerRecord[bytes, bytes]) -> tuple[str, str, str] | None:
+    found = {k: v.decode("utf-8", "replace") for k, v in rec.headers or () if v is not None}
+    part = found.get(KafkaHeaders.SRC_PARTITION)
+    off = found.get(KafkaHeaders.SRC_OFFSET)
+    if part is None or off is None:
+        return None
+    return (found.get(KafkaHeaders.SRC_TOPIC, ""), part, off)
+
+
+def _runs(offsets: Sequence[int]) -> list[tuple[int, int]]:
+    """Consecutive offsets as [start, end) ranges."""
+    runs: list[tuple[int, int]] = []
+    for off in offsets:
+        if runs and runs[-1][1] == off:
+            runs[-1] = (runs[-1][0], off + 1)
+        else:
+            runs.append((off, off + 1))
+    return runs
+
+
+class GapWatch:
+    """Checks the owned partitions against the stream on assignment and every interval."""
+
+    def __init__(
+        self,
+        common: CommonSettings,
+        layout: Layout,
+        settings: BridgeSettings,
+        metrics: BridgeMetrics,
+        owned: Callable[[], Mapping[TopicPartition, PartitionTracker]],
+        build: Build,
+        committed: Committed,
+    ) -> None:
+        self._common = common
+        self._layout = layout
+        self._settings = settings
+        self._metrics = metrics
+        self._owned = owned
+        self._build = build
+        self._committed = committed
+        self._wake = asyncio.Event()
+        self._lock = asyncio.Lock()
+        self._nc: Client | None = None
+        self._kafka: AIOKafkaConsumer | None = None
+        self.tracker = GapTracker()
+        #: Source coordinates seen in the stream, per derived partition (insertion ordered).
+        self._sources: dict[SourceKey, None] = {}
+        #: Offsets the worker's consumer skipped (not records), per partition: [start, end).
+        self._skipped: dict[TopicPartition, list[tuple[int, int]]] = {}
+        self._last_consumed: dict[TopicPartition, int] = {}
+        #: Stream sequence and Nats-Msg-Id of the last message read (None: nothing read yet).
+        self._last: tuple[int, str] | None = None
+        self._next_seq = 0
+        #: Lost records already counted as detected, until repaired.
+        self._reported: set[Coord] = set()
+
+    # -- hooks from the worker ----------------------------------------------------------------
+
+    def wake(self) -> None:
+        """Check soon (partitions were assigned)."""
+        self._wake.set()
+
+    def consumed(self, tp: TopicPartition, records: Sequence[Any]) -> None:
+        """Note the offsets the worker's read_committed consumer skipped between records."""
+        prev = self._last_consumed.get(tp)
+        skipped = None
+        for rec in records:
+            off = rec.offset
+            if prev is not None and off > prev + 1:
+                if skipped is None:
+                    skipped = self._skipped.setdefault(tp, [])
+                skipped.append((prev + 1, off))
+            prev = off
+        if prev is not None:
+            self._last_consumed[tp] = prev
+
+    def released(self, tp: TopicPartition) -> None:
+        """The partition was revoked: what its consumer skipped is no longer followed."""
+        self._skipped.pop(tp, None)
+        self._last_consumed.pop(tp, None)
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Check on every wake-up and every ``gap_check_interval_s`` until ``stop``."""
+        interval = self._settings.gap_check_interval_s
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), interval)
+            self._wake.clear()
+            if stop.is_set():
+                return
+            try:
+                await self.check()
+            except Exception as exc:
+                self._metrics.gap_check_errors.inc()
+                log.warning(
+                    "gap check failed (retried in %.0fs): %s: %s",
+                    interval,
+                    type(exc).__name__,
+                    exc,
+                )
+
+    async def close(self) -> None:
+        """Close the watcher's own NATS connection and Kafka consumer."""
+        nc, self._nc = self._nc, None
+        if nc is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(nc.close(), 5)
+        kafka, self._kafka = self._kafka, None
+        if kafka is not None:
+            with contextlib.suppress(Exception):
+                await kafka.stop()
+
+    async def _js(self) -> JetStreamContext:
+        if self._nc is None or self._nc.is_closed:
+            self._nc = await connect_nats(
+                self._common.nats_url, f"ofa-bridge-{self._settings.worker_id}-gaps", log=log
+            )
+        return self._nc.jetstream()
+
+    async def _consumer(self) -> AIOKafkaConsumer:
+        if self._kafka is None:
+            consumer = AIOKafkaConsumer(
+                bootstrap_servers=self._common.kafka_bootstrap_servers,
+                client_id=f"ofa-bridge-{self._settings.worker_id}-gaps",
+                enable_auto_commit=False,
+                isolation_level="read_committed",
+            )
+            await consumer.start()
+            self._kafka = consumer
+        return self._kafka
+
+    # -- one check ----------------------------------------------------------------------------
+
+    async def check(self) -> None:
+        """Read the stream on from the last check and settle every suspect below the committed
+        offset of each owned partition (re-publishing lost records)."""
+        async with self._lock:
+            js = await self._js()
+            # Committed before the stream's state is read: each of these was stored by then.
+            owned = await self._committed_offsets()
+            highs: dict[tuple[str, int], int] = {}
+            if await self._rewritten(js):
+                highs = self.tracker.highs()
+                self._restart_tracking()
+            await self._scan(js)
+            self._expect(owned, highs)
+            for tp, committed in owned.items():
+                await self._settle_partition(js, tp, committed)
+            self._metrics.gap_checks.inc()
+
+    async def _committed_offsets(self) -> dict[TopicPartition, int]:
+        """The committed offset of each owned partition: this worker's, or before it committed
+        any, the group's (what a predecessor had JetStream acknowledge)."""
+        out = {}
+        for tp, tr in list(self._owned().items()):
+            committed = tr.committed if tr.committed is not None else await self._committed(tp)
+            if tr.active and committed is not None:
+                out[tp] = committed
+        return out
+
+    async def _rewritten(self, js: JetStreamContext) -> bool:
+        """True when the message the last check ended on is gone or another one."""
+        if self._last is None:
+            return False
+        seq, msg_id = self._last
+        try:
+            msg = await js.get_msg(self._layout.stream, seq)
+        except NotFoundError:
+            found = ""
+        else:
+            found = (msg.headers or {}).get(NatsHeaders.MSG_ID, "")
+        if found == msg_id:
+            return False
+        self._metrics.gap_rescans.inc()
+        log.warning(
+            "stream %s no longer holds message %d (%s) read before (found %r): it lost "
+            "messages; reading its last %.0fs again",
+            self._layout.stream,
+            seq,
+            msg_id,
+            found,
+            self._settings.duplicate_window_s,
+            extra={"stream": self._layout.stream, "seq": seq, "msg_id": msg_id},
+        )
+        return True
+
+    def _restart_tracking(self) -> None:
+        self.tracker = GapTracker()
+        self._sources.clear()
+        self._last = None
+        self._next_seq = 0
+
+    def _start_config(self) -> ConsumerConfig:
+        if self._next_seq:
+            return ConsumerConfig(
+                deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=self._next_seq
+            )
+        # First read (or after a rewrite): the duplicate window, where re-publishing is
+        # idempotent; older records are not checked.
+        since = datetime.datetime.now(datetime.UTC) - datetime.timedelta(
+            seconds=self._settings.duplicate_window_s
+        )
+        return ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_TIME, opt_start_time=since)
+
+    async def _scan(self, js: JetStreamContext) -> None:
+        """Observe every message from the next sequence up to the stream's last one now."""
+        stream = self._layout.stream
+        target = (await js.stream_info(stream)).state.last_seq
+        if not target or target < self._next_seq:
+            return
+        cfg = self._start_config()
+        cfg.ack_policy = AckPolicy.NONE
+        cfg.headers_only = True
+        cfg.mem_storage = True
+        cfg.inactive_threshold = 30.0
+        sub = await js.pull_subscribe(self._layout.stream_subjects(), stream=stream, config=cfg)
+        try:
+            while True:
+                try:
+                    msgs = await sub.fetch(_FETCH_BATCH, timeout=2)
+                except TimeoutError:
+                    return
+                for m in msgs:
+                    self._observe(m)
+                meta = msgs[-1].metadata
+                if meta.sequence.stream >= target or meta.num_pending == 0:
+                    return
+        finally:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+
+    def _observe(self, msg: Msg) -> None:
+        headers = msg.headers or {}
+        msg_id = headers.get(NatsHeaders.MSG_ID, "")
+        seq = msg.metadata.sequence.stream
+        self._last = (seq, msg_id)
+        self._next_seq = seq + 1
+        coord = parse_msg_id(msg_id)
+        if coord is None:
+            return
+        self.tracker.observe(coord)
+        part = headers.get(NatsHeaders.SRC_PARTITION)
+        off = headers.get(NatsHeaders.SRC_OFFSET)
+        if part is not None and off is not None:
+            src = headers.get(NatsHeaders.SRC_TOPIC, "")
+            self._sources[(coord.topic, coord.partition, src, part, off)] = None
+            if len(self._sources) > MAX_SOURCES:
+                del self._sources[next(iter(self._sources))]
+
+    def _expect(
+        self, owned: Mapping[TopicPartition, int], highs: Mapping[tuple[str, int], int]
+    ) -> None:
+        """Expect each owned partition up to its committed offset (and, after a rewrite, up to
+        what the stream held before); holes of partitions others own are theirs to check."""
+        owned_keys = {(tp.topic, tp.partition) for tp in owned}
+        for topic, part in list(self.tracker.highs()):
+            if (topic, part) not in owned_keys:
+                self.tracker.drop_holes(topic, part)
+        for tp, committed in owned.items():
+            upto = max(committed, highs.get((tp.topic, tp.partition), -1) + 1)
+            if self.tracker.knows(tp.topic, tp.partition):
+                self.tracker.expect_up_to(tp.topic, tp.partition, upto)
+            else:
+                # Nothing of it in the stream since tracking began: check from here on.
+                self.tracker.start_at(tp.topic, tp.partition, upto)
+
+    # -- settling suspects --------------------------------------------------------------------
+
+    def _unexplained(self, tp: TopicPartition, suspect: Suspect) -> list[Suspect]:
+        """The parts of ``suspect`` the worker's consumer did not skip itself."""
+        parts = [suspect]
+        for start, end in self._skipped.get(tp, ()):
+            if end <= suspect.start or start >= suspect.end:
+                continue
+            cut = []
+            for p in parts:
+                if p.start < start:
+                    cut.append(p._replace(end=min(p.end, start)))
+                if p.end > end:
+                    cut.append(p._replace(start=max(p.start, end)))
+            parts = [p for p in cut if p.start < p.end]
+        return parts
+
+    async def _settle_partition(self, js: JetStreamContext, tp: TopicPartition, upto: int) -> None:
+        for suspect in self.tracker.suspects():
+            if (suspect.topic, suspect.partition) != (tp.topic, tp.partition):
+                continue
+            if suspect.start >= upto:
+                continue
+            suspect = suspect._replace(end=min(suspect.end, upto))
+            for part in self._unexplained(tp, suspect):
+                await self._resolve(js, tp, part)
+            self.tracker.settle(suspect)
+        skipped = self._skipped.get(tp)
+        if skipped:
+            # Below the committed offset every suspect was settled: forget those ranges.
+            skipped[:] = [r for r in skipped if r[1] > upto]
+
+    async def _resolve(self, js: JetStreamContext, tp: TopicPartition, suspect: Suspect) -> None:
+        """Ask Kafka about ``suspect``; re-publish what is lost (raises to retry later)."""
+        records = await records_between(await self._consumer(), suspect)
+        not_records = (suspect.end - suspect.start) - len(records)
+        if not_records:
+            self._metrics.gaps_dismissed.labels("not_a_record").inc(not_records)
+        lost = []
+        for rec in records:
+            src = _kafka_source(rec)
+            if src is not None and (tp.topic, tp.partition, *src) in self._sources:
+                self._metrics.gaps_dismissed.labels("source_duplicate").inc()
+            else:
+                lost.append(rec)
+        if lost:
+            await self._repair(js, tp, lost)
+
+    async def _repair(
+        self, js: JetStreamContext, tp: TopicPartition, lost: list[ConsumerRecord[bytes, bytes]]
+    ) -> None:
+        tr = self._owned().get(tp)
+        if tr is None:
+            return  # revoked meanwhile: the new owner checks it
+        repaired: list[int] = []
+        stored_before: list[int] = []
+        try:
+            for rec in lost:
+                entry = self._build(tr, rec)
+                if not entry.subject:
+                    self._metrics.gaps_dismissed.labels("undecodable").inc()
+                    continue
+                ack = await js.publish(
+                    entry.subject,
+                    entry.payload,
+                    timeout=self._settings.ack_timeout_s,
+                    headers=decode_headers(entry.headers),
+                )
+                (stored_before if ack.duplicate else repaired).append(rec.offset)
+        except Exception:
+            # Detected but not repaired: counted (once) and alarmed now, repaired next check.
+            done = {*repaired, *stored_before}
+            self._alarm(tr, [r.offset for r in lost if r.offset not in done], repaired=False)
+            raise
+        finally:
+            self._count(tr, repaired, stored_before)
+
+    def _count(self, tr: PartitionTracker, repaired: list[int], stored_before: list[int]) -> None:
+        tp = tr.tp
+        if stored_before:
+            self._metrics.gaps_dismissed.labels("deduplicated").inc(len(stored_before))
+            log.info(
+                "records missing from the stream but known to its de-duplication window "
+                "(removed by a stream limit?), not re-published: %s",
+                _runs(stored_before),
+                extra={"topic": tp.topic, "partition": tp.partition},
+            )
+        if repaired:
+            self._metrics.gaps_repaired.labels(tr.group).inc(len(repaired))
+            self._alarm(tr, repaired, repaired=True)
+
+    def _alarm(self, tr: PartitionTracker, offsets: list[int], *, repaired: bool) -> None:
+        """Count lost records as detected (once each) and log one line per range."""
+        new = [o for o in offsets if Coord(tr.tp.topic, tr.tp.partition, o) not in self._reported]
+        if new:
+            self._metrics.gaps_detected.labels(tr.group).inc(len(new))
+        if repaired:
+            self._reported.difference_update(
+                Coord(tr.tp.topic, tr.tp.partition, o) for o in offsets
+            )
+        else:
+            self._reported.update(Coord(tr.tp.topic, tr.tp.partition, o) for o in new)
+        outcome = (
+            "re-published (same Nats-Msg-Id), now at the end of the stream"
+            if repaired
+            else "re-publishing failed; retried at the next check"
+        )
+        for start, end in _runs(offsets):
+            log.error(
+                "JetStream lost %d acknowledged record(s) that Kafka holds: %s[%d] offsets "
+                "%d..%d; %s",
+                end - start,
+                tr.tp.topic,
+                tr.tp.partition,
+                start,
+                end - 1,
+                outcome,
+                extra={
+                    "topic": tr.tp.topic,
+                    "partition": tr.tp.partition,
+                    "start_offset": start,
+                    "end_offset": end - 1,
+                    "group": tr.group,
+                    "repaired": repaired,
+                },
+            )
