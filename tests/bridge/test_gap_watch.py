@@ -12,7 +12,7 @@ from typing import Any
 import nats
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from bridge.gap_watch import GapWatch, _runs, decode_headers
+from bridge.gap_watch import GapWatch, _runs, _spans, decode_headers
 from bridge.gaps import Coord, GapTracker, Suspect
 from bridge.publisher import encode_headers
 from bridge.settings import BridgeSettings
@@ -46,6 +46,8 @@ def test_header_block_round_trips_and_runs_group_offsets() -> None:
     assert decode_headers(encode_headers(headers)) == headers
     assert _runs([1, 2, 3, 7, 9, 10]) == [(1, 4), (7, 8), (9, 11)]
     assert _runs([]) == []
+    parts = [Suspect("t", 0, a, b, 0.0) for a, b in ((3, 4), (10, 12), (2000, 2001))]
+    assert [(p.start, p.end) for p in _spans(parts)] == [(3, 12), (2000, 2001)]
 
 
 def test_offsets_the_consumer_skipped_are_not_suspects() -> None:
