@@ -37,6 +37,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
+from bridge.gap_state import is_newer, newest_stored, restore_latest
 from bridge.gaps import Coord, GapTracker, Suspect, parse_msg_id, records_between
 from bridge.metrics import BridgeMetrics
 from bridge.settings import BridgeSettings
@@ -418,9 +419,12 @@ class GapWatch:
             return  # revoked meanwhile: the new owner checks it
         repaired: list[int] = []
         stored_before: list[int] = []
+        entries = [(rec, self._build(tr, rec)) for rec in lost]
+        subjects = {e.subject for _, e in entries if e.subject}
+        newest = await newest_stored(js, self._layout.stream, subjects)
+        last_repaired: dict[str, Entry] = {}
         try:
-            for rec in lost:
-                entry = self._build(tr, rec)
+            for rec, entry in entries:
                 if not entry.subject:
                     self._metrics.gaps_dismissed.labels("undecodable").inc()
                     continue
@@ -431,6 +435,8 @@ class GapWatch:
                     headers=decode_headers(entry.headers),
                 )
                 (stored_before if ack.duplicate else repaired).append(rec.offset)
+                if not ack.duplicate:
+                    last_repaired[entry.subject] = entry
         except Exception:
             # Detected but not repaired: counted (once) and alarmed now, repaired next check.
             done = {*repaired, *stored_before}
@@ -438,6 +444,19 @@ class GapWatch:
             raise
         finally:
             self._count(tr, repaired, stored_before)
+        await self._keep_state(js, newest, last_repaired)
+
+    async def _keep_state(
+        self, js: JetStreamContext, newest: Mapping[str, Any], repaired: Mapping[str, Entry]
+    ) -> None:
+        """Set each item's state back to the newer record where a re-published one took it."""
+        for subject, entry in repaired.items():
+            newer = newest.get(subject)
+            if newer is None or not is_newer(newer, entry):
+                continue
+            msg_id = Layout.msg_id(entry.tracker.tp.topic, entry.tracker.tp.partition, entry.offset)
+            if await restore_latest(js, self._layout, newer, msg_id, self._settings.ack_timeout_s):
+                self._metrics.gap_states_restored.inc()
 
     def _count(self, tr: PartitionTracker, repaired: list[int], stored_before: list[int]) -> None:
         tp = tr.tp

@@ -97,3 +97,7 @@ class BridgeMetrics:
             "knows it; undecodable: never bridged)",
             ("reason",),
         )
+        self.gap_states_restored = m.counter(
+            "gap_states_restored",
+            "asset_state items set back to the newer value after an older record was re-published",
+        )

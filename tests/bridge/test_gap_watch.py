@@ -9,6 +9,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import nats
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
@@ -137,6 +138,20 @@ async def _settled_store(nats_proc: NatsProcess) -> dict[Path, int]:
     return await wait_until(stable, timeout=20, what="store files settled", interval=0.2)
 
 
+async def _state_values(url: str, layout: Layout, assets: int) -> dict[int, int]:
+    """The VALUE of data item "v" of each asset in the asset_state bucket."""
+    nc = await nats.connect(url)
+    try:
+        kv = await nc.jetstream().key_value(layout.state_bucket)
+        out = {}
+        for a in range(assets):
+            entry = await kv.get(Layout.state_key(f"asset-{a}", "v"))
+            out[a] = msgspec.json.decode(entry.value or b"{}")["VALUE"]
+        return out
+    finally:
+        await nc.close()
+
+
 def _ids(msgs: list[Any]) -> list[str]:
     return [m.headers[NatsHeaders.MSG_ID] for m in msgs]
 
@@ -193,6 +208,9 @@ async def test_acked_tail_lost_in_a_nats_crash_is_found_and_rebridged(
         assert detected == repaired == lost
         await watch.check()  # nothing left: a second check repairs nothing more
         assert w.metric("ofa_bridge_gaps_repaired_total", {"group": "G"}) == lost
+        total = n1 + n2 + n3
+        newest = {a: max(i for i in range(total) if i % 4 == a) for a in range(4)}
+        assert await _state_values(url, layout, 4) == newest
 
     msgs = await read_stream(url, layout.stream, layout.stream_subjects())
     ids = _ids(msgs)
@@ -275,6 +293,10 @@ async def test_new_owner_rebridges_lost_records_but_not_markers_or_skipped_copie
         assert dismissed["source_duplicate"] == 1 and dismissed["not_a_record"] >= 5, dismissed
         assert dismissed["deduplicated"] == 0
         assert w.metric("ofa_bridge_gap_rescans_total") == 0
+
+        # asset_state, which sources the stream, still holds each item's newest value.
+        assert await _state_values(infra.nats, layout, 4) == {0: 36, 1: 37, 2: 38, 3: 39}
+        assert w.metric("ofa_bridge_gap_states_restored_total") == 3  # assets 0, 1 and 2
 
     msgs = await read_stream(infra.nats, layout.stream, layout.stream_subjects())
     ids = _ids(msgs)
