@@ -27,6 +27,7 @@ import asyncio
 import bisect
 import contextlib
 import datetime
+import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
@@ -172,6 +173,7 @@ class GapWatch:
     async def run(self, stop: asyncio.Event) -> None:
         """Check on every wake-up and every ``gap_check_interval_s`` until ``stop``."""
         interval = self._settings.gap_check_interval_s
+        failing = False
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), interval)
@@ -182,12 +184,19 @@ class GapWatch:
                 await self.check()
             except Exception as exc:
                 self._metrics.gap_check_errors.inc()
-                log.warning(
-                    "gap check failed (retried in %.0fs): %s: %s",
+                # Once per outage (NATS or Kafka away): the metric counts every failure.
+                log.log(
+                    logging.DEBUG if failing else logging.WARNING,
+                    "gap check failed (retried every %.0fs): %s: %s",
                     interval,
                     type(exc).__name__,
                     exc,
                 )
+                failing = True
+                continue
+            if failing:
+                log.info("gap check succeeded again")
+                failing = False
 
     async def close(self) -> None:
         """Close the watcher's own NATS connection and Kafka consumer."""
