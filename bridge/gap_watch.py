@@ -238,10 +238,11 @@ class GapWatch:
             # Committed before the stream's state is read: each of these was stored by then.
             owned = await self._committed_offsets()
             highs: dict[tuple[str, int], int] = {}
-            if await self._rewritten(js):
+            last_seq = (await js.stream_info(self._layout.stream)).state.last_seq
+            if await self._rewritten(js, last_seq):
                 highs = self.tracker.highs()
                 self._restart_tracking()
-            await self._scan(js)
+            await self._scan(js, last_seq)
             self._expect(owned, highs)
             for tp, committed in owned.items():
                 await self._settle_partition(js, tp, committed)
@@ -257,19 +258,23 @@ class GapWatch:
                 out[tp] = committed
         return out
 
-    async def _rewritten(self, js: JetStreamContext) -> bool:
-        """True when the message the last check ended on is gone or another one."""
+    async def _rewritten(self, js: JetStreamContext, last_seq: int) -> bool:
+        """True when the stream is shorter than what was read, or the message the last check
+        ended on is gone or another one."""
         if self._last is None:
-            return False
-        seq, msg_id = self._last
-        try:
-            msg = await js.get_msg(self._layout.stream, seq)
-        except NotFoundError:
-            found = ""
+            if last_seq + 1 >= self._next_seq:
+                return False
+            seq, msg_id, found = self._next_seq - 1, "", "(the stream ends before it)"
         else:
-            found = (msg.headers or {}).get(NatsHeaders.MSG_ID, "")
-        if found == msg_id:
-            return False
+            seq, msg_id = self._last
+            try:
+                msg = await js.get_msg(self._layout.stream, seq)
+            except NotFoundError:
+                found = ""
+            else:
+                found = (msg.headers or {}).get(NatsHeaders.MSG_ID, "")
+            if found == msg_id:
+                return False
         self._metrics.gap_rescans.inc()
         log.warning(
             "stream %s no longer holds message %d (%s) read before (found %r): it lost "
@@ -301,23 +306,27 @@ class GapWatch:
         )
         return ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_TIME, opt_start_time=since)
 
-    async def _scan(self, js: JetStreamContext) -> None:
-        """Observe every message from the next sequence up to the stream's last one now."""
+    async def _scan(self, js: JetStreamContext, target: int) -> None:
+        """Observe every message from the next sequence up to ``target`` (the stream's last)."""
         stream = self._layout.stream
-        target = (await js.stream_info(stream)).state.last_seq
         if not target or target < self._next_seq:
             return
         cfg = self._start_config()
         cfg.ack_policy = AckPolicy.NONE
         cfg.headers_only = True
         cfg.mem_storage = True
-        cfg.inactive_threshold = 30.0
+        # The server removes the consumer soon after the last fetch (also after a crash).
+        cfg.inactive_threshold = 10.0
+        first_read = not self._next_seq
         sub = await js.pull_subscribe(self._layout.stream_subjects(), stream=stream, config=cfg)
         try:
             while True:
                 try:
                     msgs = await sub.fetch(_FETCH_BATCH, timeout=2)
                 except TimeoutError:
+                    if first_read and not self._next_seq:
+                        # Nothing in the window: go on from the end next time.
+                        self._next_seq = target + 1
                     return
                 for m in msgs:
                     self._observe(m)
