@@ -273,7 +273,10 @@ class GapWatch:
             # Committed before the stream's state is read: each of these was stored by then.
             owned = await self._committed_offsets()
             highs: dict[tuple[str, int], int] = {}
-            last_seq = (await js.stream_info(self._layout.stream)).state.last_seq
+            try:
+                last_seq = (await js.stream_info(self._layout.stream)).state.last_seq
+            except NotFoundError:
+                last_seq = 0  # not created yet (the publisher creates it on connecting)
             if await self._rewritten(js, last_seq):
                 highs = self.tracker.highs()
                 self._restart_tracking()
