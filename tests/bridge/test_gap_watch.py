@@ -199,6 +199,12 @@ async def test_acked_tail_lost_in_a_nats_crash_is_found_and_rebridged(
             return await stream_count(url, layout.stream) >= survivors + n3
 
         await wait_until(n3_stored, timeout=30, what="n3 stored")
+        # The watcher's own connection reconnects on its own schedule (nats.py's, every 2 s).
+        await wait_until(
+            lambda: watch._nc is not None and watch._nc.is_connected,
+            timeout=30,
+            what="the watcher reconnected",
+        )
         await watch.check()
         detected = w.metric("ofa_bridge_gaps_detected_total", {"group": "G"})
         repaired = w.metric("ofa_bridge_gaps_repaired_total", {"group": "G"})
