@@ -85,14 +85,26 @@ def _kafka_source(rec: ConsumerRecord[bytes, bytes]) -> tuple[str, str, str] | N
     return (found.get(KafkaHeaders.SRC_TOPIC, ""), part, off)
 
 
-def _runs(offsets: Sequence[int]) -> list[tuple[int, int]]:
-    """Consecutive offsets as [start, end) ranges."""
-    runs: list[tuple[int, int]] = []
+def _runs(
+    offsets: Sequence[int], holes: Sequence[tuple[int, int]] = ()
+) -> list[tuple[int, int, int]]:
+    """Sorted offsets as (first, last, count) runs: consecutive, or in the same hole of
+    ``holes`` (sorted [start, end) ranges; what lies between is not a record either)."""
+    starts = [h[0] for h in holes]
+
+    def hole_of(off: int) -> int:
+        i = bisect.bisect_right(starts, off) - 1
+        return i if i >= 0 and off < holes[i][1] else -1
+
+    runs: list[tuple[int, int, int]] = []
+    last_hole = -1
     for off in offsets:
-        if runs and runs[-1][1] == off:
-            runs[-1] = (runs[-1][0], off + 1)
+        hole = hole_of(off)
+        if runs and (runs[-1][1] + 1 == off or (hole >= 0 and hole == last_hole)):
+            runs[-1] = (runs[-1][0], off, runs[-1][2] + 1)
         else:
-            runs.append((off, off + 1))
+            runs.append((off, off, 1))
+        last_hole = hole
     return runs
 
 
@@ -175,6 +187,8 @@ class GapWatch:
         #: Stream sequence and Nats-Msg-Id of the last message read (None: nothing read yet).
         self._last: tuple[int, str] | None = None
         self._next_seq = 0
+        #: The holes of the partition being settled (one log line per hole).
+        self._holes: list[tuple[int, int]] = []
         #: Lost records already counted as detected, until repaired.
         self._reported: set[Coord] = set()
 
@@ -442,6 +456,7 @@ class GapWatch:
             if (s.topic, s.partition) == (tp.topic, tp.partition) and s.start < upto
         ]
         parts = [p for s in suspects for p in self._unexplained(tp, s)]
+        self._holes = [(s.start, s.end) for s in suspects]
         if parts:
             await self._resolve(js, tp, parts)
         for suspect in suspects:
@@ -529,7 +544,7 @@ class GapWatch:
             log.info(
                 "records missing from the stream but known to its de-duplication window "
                 "(removed by a stream limit?), not re-published: %s",
-                _runs(stored_before),
+                [f"{a}..{b}" for a, b, _ in _runs(stored_before, self._holes)],
                 extra={"topic": tp.topic, "partition": tp.partition},
             )
         if repaired:
@@ -552,21 +567,22 @@ class GapWatch:
             if repaired
             else "re-publishing failed; retried at the next check"
         )
-        for start, end in _runs(offsets):
+        for first, last, count in _runs(offsets, self._holes):
             log.error(
                 "JetStream lost %d acknowledged record(s) that Kafka holds: %s[%d] offsets "
                 "%d..%d; %s",
-                end - start,
+                count,
                 tr.tp.topic,
                 tr.tp.partition,
-                start,
-                end - 1,
+                first,
+                last,
                 outcome,
                 extra={
                     "topic": tr.tp.topic,
                     "partition": tr.tp.partition,
-                    "start_offset": start,
-                    "end_offset": end - 1,
+                    "start_offset": first,
+                    "end_offset": last,
+                    "records": count,
                     "group": tr.group,
                     "repaired": repaired,
                 },

@@ -48,8 +48,10 @@ Record = tuple[int, bytes, bytes, list[tuple[str, bytes]]]
 def test_header_block_round_trips_and_runs_group_offsets() -> None:
     headers = {NatsHeaders.MSG_ID: "t:0:5", NatsHeaders.SRC_OFFSET: "17", "x": "a: b"}
     assert decode_headers(encode_headers(headers)) == headers
-    assert _runs([1, 2, 3, 7, 9, 10]) == [(1, 4), (7, 8), (9, 11)]
+    assert _runs([1, 2, 3, 7, 9, 10]) == [(1, 3, 3), (7, 7, 1), (9, 10, 2)]
     assert _runs([]) == []
+    # Offsets in one hole make one run (markers between them), across holes they do not.
+    assert _runs([1, 2, 4, 7, 9], [(1, 5), (7, 10)]) == [(1, 4, 3), (7, 9, 2)]
     parts = [Suspect("t", 0, a, b, 0.0) for a, b in ((3, 4), (10, 12), (2000, 2001))]
     assert [(p.start, p.end) for p in _spans(parts)] == [(3, 12), (2000, 2001)]
 
