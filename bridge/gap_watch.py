@@ -470,6 +470,7 @@ class GapWatch:
         self, js: JetStreamContext, tp: TopicPartition, parts: list[Suspect]
     ) -> None:
         """Ask Kafka about ``parts`` (sorted); re-publish what is lost (raises to retry later)."""
+        parts = await self._still_in_kafka(tp, parts)
         starts = [p.start for p in parts]
         records = []
         for span in _spans(parts):
@@ -489,6 +490,27 @@ class GapWatch:
                 lost.append(rec)
         if lost:
             await self._repair(js, tp, lost)
+
+    async def _still_in_kafka(self, tp: TopicPartition, parts: list[Suspect]) -> list[Suspect]:
+        """The parts Kafka still holds; offsets its retention removed are alarmed (lost for
+        good: not even Kafka can tell whether they were records or markers)."""
+        consumer = await self._consumer()
+        begin = (await consumer.beginning_offsets([tp]))[tp]
+        gone = [p._replace(end=min(p.end, begin)) for p in parts if p.start < begin]
+        if not gone:
+            return parts
+        count = sum(p.end - p.start for p in gone)
+        self._metrics.gaps_unrecoverable.inc(count)
+        log.error(
+            "%d offset(s) missing from the stream are no longer in Kafka either (retention): "
+            "%s[%d] %s; whatever records they held are lost for good",
+            count,
+            tp.topic,
+            tp.partition,
+            [f"{p.start}..{p.end - 1}" for p in gone],
+            extra={"topic": tp.topic, "partition": tp.partition, "offsets": count},
+        )
+        return [p._replace(start=max(p.start, begin)) for p in parts if p.end > begin]
 
     async def _repair(
         self, js: JetStreamContext, tp: TopicPartition, lost: list[ConsumerRecord[bytes, bytes]]

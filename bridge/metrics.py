@@ -92,6 +92,11 @@ class BridgeMetrics(MetricSet):
         "knows it; undecodable: never bridged)",
         ("reason",),
     )
+    gaps_unrecoverable = counter(
+        "gaps_unrecoverable",
+        "Offsets missing from the stream that Kafka no longer holds either (retention): "
+        "records among them are lost for good",
+    )
     gap_states_restored = counter(
         "gap_states_restored",
         "asset_state items set back to the newer value after an older record was re-published",

@@ -13,6 +13,7 @@ from typing import Any
 import msgspec
 import nats
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
 
 from bridge.gap_watch import GapWatch, _runs, _spans, decode_headers
 from bridge.gaps import Coord, GapTracker, Suspect
@@ -277,6 +278,7 @@ async def _commit(kafka: str, group: str, tp: TopicPartition, offset: int) -> No
     try:
         consumer.assign([tp])
         await consumer.commit({tp: offset})
+        assert await consumer.committed(tp) == offset
     finally:
         await consumer.stop()
 
@@ -334,3 +336,37 @@ async def test_new_owner_rebridges_lost_records_but_not_markers_or_skipped_copie
     assert ids[-len(lost) :] == [Layout.msg_id(*c) for c in lost]
     # As the bridge publishes them: with the source coordinates.
     assert all(m.headers.get(NatsHeaders.SRC_OFFSET) for m in msgs[-len(lost) :])
+
+
+async def test_offsets_kafka_no_longer_holds_are_alarmed_as_lost_for_good(
+    infra: Endpoints, unique: str
+) -> None:
+    layout = bridge_layout(unique)
+    topic = layout.group_topic("K")
+    await create_topics(infra.kafka, [topic], partitions=1)
+    recs = _records(20, 0, 1)
+    coords = await _produce_tx(infra.kafka, topic, recs, per_tx=5)
+    s = bridge_settings(unique, gap_check_interval_s=0.5)
+    missing = {coords[1], coords[15]}
+    kept = [(c, r) for c, r in zip(coords, recs, strict=True) if c not in missing]
+    await _store_as_bridged(infra.nats, layout, s, kept)
+    tp = TopicPartition(topic, 0)
+    await _commit(infra.kafka, s.consumer_group, tp, coords[-1].offset + 1)
+    # Kafka's retention removed the oldest records, record 1 among them.
+    admin = AIOKafkaAdminClient(bootstrap_servers=infra.kafka)
+    await admin.start()
+    try:
+        await admin.delete_records({tp: RecordsToDelete(coords[3].offset)})
+    finally:
+        await admin.close()
+
+    async with InProcessWorker(infra.kafka, infra.nats, s, layout) as w:
+        await wait_until(
+            lambda: w.metric("ofa_bridge_gaps_repaired_total", {"group": "K"}) >= 1,
+            timeout=30,
+            what="record 15 re-published",
+        )
+        assert w.metric("ofa_bridge_gaps_unrecoverable_total") == 1  # record 1's offset
+        assert w.metric("ofa_bridge_gaps_detected_total", {"group": "K"}) == 1
+    ids = _ids(await read_stream(infra.nats, layout.stream, layout.stream_subjects()))
+    assert ids[-1] == Layout.msg_id(*coords[15]) and Layout.msg_id(*coords[1]) not in ids
