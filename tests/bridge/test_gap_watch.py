@@ -123,6 +123,16 @@ async def _produce_tx(kafka: str, topic: str, records: list[Record], per_tx: int
     return out
 
 
+async def _group_topic(
+    infra: Endpoints, unique: str, group: str, partitions: int
+) -> tuple[Layout, str]:
+    """The test's layout and the derived topic of ``group``, created."""
+    layout = bridge_layout(unique)
+    topic = layout.group_topic(group)
+    await create_topics(infra.kafka, [topic], partitions=partitions)
+    return layout, topic
+
+
 def _committed_all(w: InProcessWorker, coords: list[Coord]) -> bool:
     """True once the worker committed past every record of ``coords``."""
     want: dict[int, int] = {}
@@ -169,9 +179,7 @@ async def test_acked_tail_lost_in_a_nats_crash_is_found_and_rebridged(
     infra: Endpoints, nats_private: NatsProcess, unique: str
 ) -> None:
     n1, n2, n3 = 300, 200, 60
-    layout: Layout = bridge_layout(unique)
-    topic = layout.group_topic("G")
-    await create_topics(infra.kafka, [topic], partitions=2)
+    layout, topic = await _group_topic(infra, unique, "G", partitions=2)
     # Checks are driven by the test (the watcher's loop only checks on assignment here).
     s = bridge_settings(unique, gap_check_interval_s=3600.0)
     url = nats_private.url
@@ -286,9 +294,7 @@ async def _commit(kafka: str, group: str, tp: TopicPartition, offset: int) -> No
 async def test_new_owner_rebridges_lost_records_but_not_markers_or_skipped_copies(
     infra: Endpoints, unique: str
 ) -> None:
-    layout = bridge_layout(unique)
-    topic = layout.group_topic("D")
-    await create_topics(infra.kafka, [topic], partitions=1)
+    layout, topic = await _group_topic(infra, unique, "D", partitions=1)
     recs = _records(40, 0, 1)
     # A second copy of record 3's source record (at-least-once splitting): the bridge skips it
     # (de-duplication by source coordinates), so it is missing from the stream on purpose.
@@ -341,9 +347,7 @@ async def test_new_owner_rebridges_lost_records_but_not_markers_or_skipped_copie
 async def test_offsets_kafka_no_longer_holds_are_alarmed_as_lost_for_good(
     infra: Endpoints, unique: str
 ) -> None:
-    layout = bridge_layout(unique)
-    topic = layout.group_topic("K")
-    await create_topics(infra.kafka, [topic], partitions=1)
+    layout, topic = await _group_topic(infra, unique, "K", partitions=1)
     recs = _records(20, 0, 1)
     coords = await _produce_tx(infra.kafka, topic, recs, per_tx=5)
     s = bridge_settings(unique, gap_check_interval_s=0.5)
