@@ -25,6 +25,16 @@ class BridgeMetrics:
             "Publishes JetStream dropped as duplicates (replays after a crash/rebalance/reset)",
             ("group",),
         )
+        self.source_duplicates = m.counter(
+            "source_duplicates",
+            "Records not published because a record with the same source (ofa_assets) "
+            "coordinates was already bridged (splitter replays in at_least_once mode)",
+            ("group",),
+        )
+        self.dedupe_truncated = m.counter(
+            "dedupe_metadata_truncated",
+            "Source partitions left out of a commit's de-duplication metadata (size limit)",
+        )
         self.bad_records = m.counter(
             "bad_records",
             "Records skipped because they do not decode (the splitter should have parked them)",

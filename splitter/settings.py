@@ -10,7 +10,7 @@ and the transactional-id prefix are settings, so several deployments can share o
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import msgspec
 
@@ -56,6 +56,16 @@ class SplitterSettings(msgspec.Struct, kw_only=True, frozen=True):
     topic_replication: PositiveInt = 1
     #: ``retention.ms`` of derived topics (-1 = forever).
     topic_retention_ms: int = 7 * 24 * 3600 * 1000
+    #: ``exactly_once``: records, changelog and input offsets in one Kafka transaction per input
+    #: partition and cycle; derived-topic readers (read_committed) see each record once.
+    #: ``at_least_once``: idempotent producers, records sent as they arrive, input offsets
+    #: committed every ``offset_commit_interval_ms`` after their sends were acknowledged; after a
+    #: splitter crash derived topics hold copies, which the bridge drops (SSE/NATS clients still
+    #: see each event once). Cost and latency of each: README "Splitter delivery modes".
+    delivery: Literal["exactly_once", "at_least_once"] = "exactly_once"
+    #: ``at_least_once``: how often (ms) input offsets are committed (a crash replays at most
+    #: about this much input; each commit is one broker round trip).
+    offset_commit_interval_ms: PositiveInt = 500
     #: Upper bound on the time a transaction stays open while more input keeps arriving.
     max_commit_interval_ms: PositiveInt = 100
     #: Upper bound on the records of one transaction cycle.
