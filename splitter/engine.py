@@ -625,7 +625,7 @@ class Splitter:
         self, consumer: AIOKafkaConsumer, new: list[int]
     ) -> dict[TopicPartition, int]:
         """at_least_once: where to stop reading each new partition's changelog (the mark its
-        committed offset carries, else the end), remembered for the next commits."""
+        committed offset carries), remembered for the next commits."""
         alo = self._alo
         if alo is None or not new:
             return {}
@@ -635,27 +635,13 @@ class Splitter:
         ends = await consumer.end_offsets(log_tps)
         until: dict[TopicPartition, int] = {}
         for tp, log_tp in zip(tps, log_tps, strict=True):
-            mark = changelog_mark(saved.get(tp))
+            # Never committed: whatever the changelog holds was written for records that will
+            # be replayed from the beginning. Committed without a mark (exactly_once): the
+            # changelog is exactly the committed state.
+            mark = changelog_mark(saved[tp]) if tp in saved else 0
             until[log_tp] = ends[log_tp] if mark is None else min(mark, ends[log_tp])
             alo.restored(tp.partition, until[log_tp])
         return until
-
-    async def _alo_probe(self, consumer: AIOKafkaConsumer, parts: list[_Partition]) -> None:
-        """at_least_once's start-up check: commit the new partitions' positions (the group
-        coordinator answers) before /ready says so."""
-        alo = self._alo
-        assert alo is not None
-        offsets: dict[TopicPartition, int] = {}
-        for part in parts:
-            tp = TopicPartition(self.input_topic, part.number)
-            offset = part.next_offset
-            if offset < 0:
-                offset = (await consumer.beginning_offsets([tp]))[tp]
-            offsets[tp] = offset
-        if offsets:
-            await asyncio.wait_for(
-                consumer.commit(alo.offsets(offsets)), self.settings.transaction_timeout_ms / 1000
-            )
 
     async def _close_delivery(self) -> None:
         """at_least_once: stop the periodic commit and, unless something failed, commit what
@@ -804,11 +790,9 @@ class Splitter:
         """Commit one transaction per new partition that only re-commits its position, so that
         /ready stays false until a transaction can commit (the transaction and group
         coordinators of a fresh cluster load their logs first) and a failure shows at once."""
-        self._probing = {p.number for p in parts}
         if self._alo is not None:
-            await self._alo_probe(consumer, parts)
-            self._probing = set()
-            return
+            return  # no transactions to check (an offset commit here would stall the join)
+        self._probing = {p.number for p in parts}
 
         async def probe(part: _Partition) -> None:
             tp = TopicPartition(self.input_topic, part.number)
