@@ -16,6 +16,7 @@ Runs alternate between the modes; medians and spread (min-max) over ``--runs`` a
 Kafka is private (started here) unless ``KAFKA_BOOTSTRAP_SERVERS`` names one.
 
     .venv/bin/python -m bench.splitter_cost [--runs 3] [--rate 1000] [--warm-s 5] [--measure-s 20]
+        [--modes exactly_once at_least_once at_least_once@50]
 """
 
 from __future__ import annotations
@@ -40,16 +41,27 @@ MODES = ("exactly_once", "at_least_once")
 
 
 class ModeRun(sb.Run):
-    """Fresh names for one run, and the splitter's delivery mode."""
+    """Fresh names for one run, and the splitter's delivery mode: ``exactly_once``,
+    ``at_least_once`` or ``at_least_once@<SPLIT_FETCH_BATCH_MS>``."""
 
     def __init__(self, mode: str) -> None:
         super().__init__()
-        self.mode = mode
+        self.mode, _, self.fetch_batch_ms = mode.partition("@")
 
     def env(self, ops_port: int) -> dict[str, str]:
         env = super().env(ops_port)
         env["SPLIT_DELIVERY"] = self.mode
+        if self.fetch_batch_ms:
+            env["SPLIT_FETCH_BATCH_MS"] = self.fetch_batch_ms
         return env
+
+
+def mode_arg(text: str) -> str:
+    """A ``--modes`` value: a mode, or ``at_least_once@<fetch batch ms>``."""
+    mode, at, ms = text.partition("@")
+    if mode not in MODES or (at and (mode != "at_least_once" or not ms.isdigit())):
+        raise argparse.ArgumentTypeError(f"{text!r}: exactly_once, at_least_once[@<ms>]")
+    return text
 
 
 class Result(msgspec.Struct):
@@ -208,7 +220,13 @@ def main() -> None:
     p.add_argument("--rate", type=float, default=1000.0)
     p.add_argument("--warm-s", type=float, default=5.0)
     p.add_argument("--measure-s", type=float, default=20.0)
-    p.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
+    p.add_argument(
+        "--modes",
+        nargs="+",
+        type=mode_arg,
+        default=list(MODES),
+        help="exactly_once, at_least_once, at_least_once@<SPLIT_FETCH_BATCH_MS> (default both)",
+    )
     asyncio.run(main_async(p.parse_args()))
 
 

@@ -84,7 +84,7 @@ from ofa_contract.runtime import get_logger
 from ofa_contract.runtime.rebalance import GuardedRebalanceListener
 from ofa_contract.settings import CommonSettings
 from ofa_contract.topics import AssetGroup, GroupAnnouncement
-from splitter.delivery import AtLeastOnce, changelog_mark
+from splitter.delivery import AtLeastOnce, changelog_mark, consumer_options
 from splitter.global_table import GlobalTable
 from splitter.grouping import FollowsTable, GroupingStrategy
 from splitter.metrics import SplitterMetrics
@@ -232,6 +232,7 @@ class Splitter:
             max_partition_fetch_bytes=max(s.max_record_bytes * 2, 1024 * 1024),
             fetch_max_bytes=max(s.max_record_bytes * 4, 50 * 1024 * 1024),
             max_poll_records=s.max_batch_records,
+            **consumer_options(s),
         )
         await self._consumer.start()
         listener = GuardedRebalanceListener(self._on_assigned, self._on_revoked, self._failed)
@@ -656,6 +657,7 @@ class Splitter:
                     await self._alo_commit()
             except Exception as exc:  # the next owner replays; the bridge drops the copies
                 log.warning("final offset commit failed", extra={"error": repr(exc)})
+        await alo.stop_producer()
         alo.reset()
 
     async def _abort(self, cycle: _Cycle) -> None:
@@ -722,6 +724,8 @@ class Splitter:
             for number in list(self._parts):
                 if number not in mine:
                     part = self._parts.pop(number)
+                    if self._alo is not None:
+                        continue  # the producer is shared (stopped on close)
                     with contextlib.suppress(Exception):
                         await part.producer.stop()
             bad = [n for n in mine if n >= self._changelog_partitions]

@@ -15,7 +15,7 @@ from typing import ClassVar, Literal
 import msgspec
 
 from ofa_contract.events import DEFAULT_MAX_RECORD_BYTES
-from ofa_contract.settings import NonEmptyStr, Port, PositiveInt, Seconds
+from ofa_contract.settings import NonEmptyStr, NonNegativeInt, Port, PositiveInt, Seconds
 from ofa_contract.topics import DEFAULT_GROUP
 
 
@@ -66,6 +66,10 @@ class SplitterSettings(msgspec.Struct, kw_only=True, frozen=True):
     #: ``at_least_once``: how often (ms) input offsets are committed (a crash replays at most
     #: about this much input; each commit is one broker round trip).
     offset_commit_interval_ms: PositiveInt = 500
+    #: ``at_least_once``: how long (ms) the broker may hold a fetch of the input to gather
+    #: records (up to 1 MiB): fewer, fuller fetches and sends, for at most this much latency;
+    #: 0 = answer each fetch as soon as a record is there. (exactly_once: not used.)
+    fetch_batch_ms: NonNegativeInt = 10
     #: Upper bound on the time a transaction stays open while more input keeps arriving.
     max_commit_interval_ms: PositiveInt = 100
     #: Upper bound on the records of one transaction cycle.
