@@ -107,6 +107,8 @@ class AtLeastOnce:
         self._ticker: asyncio.Task[None] | None = None
         #: One producer for every owned partition: fewer, fuller produce requests.
         self._producer: AIOKafkaProducer | None = None
+        #: The engine starts the producers of new partitions concurrently: start one only.
+        self._producer_lock = asyncio.Lock()
         #: Set when processing failed half-way: positions may be past unsent records, so
         #: nothing may be committed any more (the process stops; a restart replays).
         self.broken = False
@@ -114,9 +116,10 @@ class AtLeastOnce:
     async def new_producer(self, bootstrap: str, topics: list[str]) -> AIOKafkaProducer:
         """The idempotent producer (in order, no duplicates from its own retries) shared by
         every partition; started on first use, stopped by :meth:`stop`."""
-        if self._producer is None:
-            self._producer = await self._start_producer(bootstrap, topics)
-        return self._producer
+        async with self._producer_lock:
+            if self._producer is None:
+                self._producer = await self._start_producer(bootstrap, topics)
+            return self._producer
 
     async def _start_producer(self, bootstrap: str, topics: list[str]) -> AIOKafkaProducer:
         s = self.settings

@@ -69,7 +69,7 @@ class SplitterSettings(msgspec.Struct, kw_only=True, frozen=True):
     #: ``at_least_once``: how long (ms) the broker may hold a fetch of the input to gather
     #: records (up to 1 MiB): fewer, fuller fetches and sends, for at most this much latency;
     #: 0 = answer each fetch as soon as a record is there. (exactly_once: not used.)
-    fetch_batch_ms: NonNegativeInt = 10
+    fetch_batch_ms: NonNegativeInt = 20
     #: Upper bound on the time a transaction stays open while more input keeps arriving.
     max_commit_interval_ms: PositiveInt = 100
     #: Upper bound on the records of one transaction cycle.
