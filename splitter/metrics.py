@@ -47,7 +47,8 @@ class SplitterMetrics:
         )
         self.commit_latency = m.histogram(
             "commit_seconds",
-            "Time to commit one cycle's transactions (offsets + end transaction).",
+            "Time to commit one cycle's transactions (offsets + end transaction); at_least_once: "
+            "one offset commit",
             _COMMIT_BUCKETS,
         )
         self.cycle_records = m.histogram(
