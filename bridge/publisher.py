@@ -90,6 +90,8 @@ class Publisher:
         self._prefix = ""
         self._token = 0
         self._inflight: dict[int, Entry] = {}
+        # Read at scrape time: exact, and nothing to keep up to date on the hot path.
+        metrics.in_flight.set_function(lambda: len(self._inflight))
         self._connected = False
         self._space = asyncio.Event()
         self._fault = asyncio.Event()
@@ -246,7 +248,6 @@ class Publisher:
         nc, self._nc = self._nc, None
         self._connected = False
         self._inflight.clear()
-        self._metrics.in_flight.set(0)
         if nc is not None and not nc.is_closed:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(nc.close(), 5)
@@ -319,7 +320,6 @@ class Publisher:
                 await asyncio.wait_for(self._fault.wait(), 0.25)
             if self._fault.is_set():
                 return
-            self._metrics.in_flight.set(len(self._inflight))
             if self._inflight:
                 oldest = next(iter(self._inflight.values()))
                 if time.perf_counter() - oldest.sent_at > self._ack_timeout:

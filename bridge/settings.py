@@ -16,6 +16,7 @@ from typing import ClassVar, Literal
 import msgspec
 
 from ofa_contract.settings import (
+    KafkaWorkerSettings,
     NonEmptyStr,
     NonNegativeSeconds,
     Port,
@@ -28,7 +29,7 @@ def _default_worker_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
-class BridgeSettings(msgspec.Struct, kw_only=True, frozen=True):
+class BridgeSettings(KafkaWorkerSettings, kw_only=True, frozen=True):
     """Every knob of one bridge worker; all workers of a pool share these values."""
 
     env_prefix: ClassVar[str] = "BRIDGE_"
@@ -37,9 +38,7 @@ class BridgeSettings(msgspec.Struct, kw_only=True, frozen=True):
     consumer_group: NonEmptyStr = "ofa-bridge"
     #: How often (ms) Kafka metadata is refreshed, i.e. how fast a new group topic is seen.
     metadata_refresh_ms: PositiveInt = 3000
-    #: Kafka group session timeout (ms): how long before a silent (killed) worker's groups move.
-    session_timeout_ms: PositiveInt = 10000
-    #: Kafka group heartbeat interval (ms).
+    #: Kafka consumer group heartbeat interval (ms).
     heartbeat_interval_ms: PositiveInt = 2000
     #: Most records taken from Kafka per poll.
     max_poll_records: PositiveInt = 2000
@@ -83,6 +82,5 @@ class BridgeSettings(msgspec.Struct, kw_only=True, frozen=True):
 
     #: This worker's id (registry key, logs); defaults to ``<hostname>-<pid>``.
     worker_id: NonEmptyStr = msgspec.field(default_factory=_default_worker_id)
-    #: Operations port for /health, /ready, /metrics (0 = pick a free port).
-    ops_host: str = "127.0.0.1"
+    #: Operations HTTP server (/health /ready /metrics); port 0 = pick a free port.
     ops_port: Port = 8061

@@ -15,11 +15,18 @@ from typing import ClassVar, Literal
 import msgspec
 
 from ofa_contract.events import DEFAULT_MAX_RECORD_BYTES
-from ofa_contract.settings import NonEmptyStr, NonNegativeInt, Port, PositiveInt, Seconds
+from ofa_contract.settings import (
+    KafkaWorkerSettings,
+    NonEmptyStr,
+    NonNegativeInt,
+    Port,
+    PositiveInt,
+    Seconds,
+)
 from ofa_contract.topics import DEFAULT_GROUP
 
 
-class SplitterSettings(msgspec.Struct, kw_only=True, frozen=True):
+class SplitterSettings(KafkaWorkerSettings, kw_only=True, frozen=True):
     """``SPLIT_<FIELD>`` environment variables; defaults in the field comments."""
 
     env_prefix: ClassVar[str] = "SPLIT_"
@@ -85,14 +92,9 @@ class SplitterSettings(msgspec.Struct, kw_only=True, frozen=True):
     #: (the broker still writes the previous commit's markers, about 1 ms). aiokafka hard-codes
     #: 20 ms; at 1k records/s several percent of the transactions start that way.
     txn_start_retry_ms: PositiveInt = 1
-    #: Consumer group session timeout (how fast a killed instance's partitions move).
-    session_timeout_ms: PositiveInt = 10000
-    #: Consumer group heartbeat interval.
-    heartbeat_interval_ms: PositiveInt = 3000
     #: Deadline for restoring the table of a newly assigned partition from the changelog.
     restore_timeout_s: Seconds = 120.0
     #: Operations HTTP server (/health /ready /metrics); port 0 = pick a free port.
-    ops_host: NonEmptyStr = "127.0.0.1"
     ops_port: Port = 9102
 
     def fallback_group(self) -> str:
