@@ -22,6 +22,16 @@ class BridgeMetrics(MetricSet):
         "Publishes JetStream dropped as duplicates (replays after a crash/rebalance/reset)",
         ("group",),
     )
+    source_duplicates = counter(
+        "source_duplicates",
+        "Records not published because a record with the same source (ofa_assets) "
+        "coordinates was already bridged (splitter replays in at_least_once mode)",
+        ("group",),
+    )
+    dedupe_truncated = counter(
+        "dedupe_metadata_truncated",
+        "Source partitions left out of a commit's de-duplication metadata (size limit)",
+    )
     bad_records = counter(
         "bad_records",
         "Records skipped because they do not decode (the splitter should have parked them)",

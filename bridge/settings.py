@@ -67,6 +67,10 @@ class BridgeSettings(KafkaWorkerSettings, kw_only=True, frozen=True):
     max_msgs_per_subject: int = 10000
     #: JetStream de-duplication window (seconds); must outlast any rebalance or restart.
     duplicate_window_s: Seconds = 600.0
+    #: Largest commit metadata (bytes) carrying a partition's source-offset map (de-duplication
+    #: of splitter replays, see bridge/dedupe.py); keep it within the broker's
+    #: ``offset.metadata.max.bytes`` (4096 by default). Past it, source partitions are left out.
+    dedupe_metadata_max_bytes: PositiveInt = 4000
     #: Replicas of the stream and KV buckets (1 for a single server, 3 for a cluster).
     replicas: PositiveInt = 1
     #: "file" or "memory".

@@ -23,6 +23,7 @@ from aiokafka.errors import KafkaError
 from nats.js import JetStreamContext
 
 from bridge.assignor import GroupSingletonAssignor
+from bridge.dedupe import SourceDedupe, decode_map, source_of
 from bridge.gap_watch import GapWatch
 from bridge.metrics import BridgeMetrics
 from bridge.publisher import Publisher, encode_headers
@@ -30,7 +31,7 @@ from bridge.registry import Registry
 from bridge.settings import BridgeSettings
 from bridge.stream_setup import ensure_streams
 from bridge.tracker import Entry, PartitionTracker
-from ofa_contract import openfactory
+from ofa_contract import compat, openfactory
 from ofa_contract.events import BadRecord, decode_record
 from ofa_contract.layout import KafkaHeaders, Layout, NatsHeaders
 from ofa_contract.runtime import BackgroundTasks, Backoff, get_logger, wait_for_service
@@ -97,6 +98,7 @@ class BridgeWorker:
         # OpenFactory-layout subjects must never fall into the serving layer's own subjects.
         self._reserved_subjects = (layout.stream_subject_prefix, layout.live_subject_prefix)
         self._skip_reasons_logged: set[str] = set()
+        self._dedupe_truncation_logged = False
         self.gap_watch = GapWatch(
             common, layout, settings, metrics, self._owned, self._entry, self._kafka_committed
         )
@@ -242,12 +244,25 @@ class BridgeWorker:
             tr, rec = backlog.popleft()
             if not tr.active:
                 continue
+            src = source_of(rec.headers)
+            if src is not None and not tr.dedupe.admit(src):
+                self._source_copy(tr, rec.offset)
+                continue
             entry = self._entry(tr, rec)
+            entry.source = src
             tr.add(entry)
             if entry.subject:
                 await pub.submit(entry)
             else:
                 tr.ack(entry)
+
+    def _source_copy(self, tr: PartitionTracker, offset: int) -> None:
+        """A copy of a record already bridged (a splitter replay, see bridge.dedupe):
+        acknowledged in its place without being published, and counted."""
+        entry = Entry(tr, offset, "", b"", b"")
+        tr.add(entry)
+        tr.ack(entry)
+        self.metrics.source_duplicates.labels(tr.group).inc()
 
     def _entry(self, tr: PartitionTracker, rec: Any) -> Entry:
         """Turn a Kafka record into an entry; a record that does not decode becomes an
@@ -374,10 +389,14 @@ class BridgeWorker:
         except ValueError:
             return topic
 
-    def _on_assigned(self, assigned: set[TopicPartition]) -> None:
-        for tp in assigned:
-            if tp not in self.trackers:
-                self.trackers[tp] = PartitionTracker(tp, self._group_of(tp.topic))
+    async def _on_assigned(self, assigned: set[TopicPartition]) -> None:
+        new = [tp for tp in assigned if tp not in self.trackers]
+        # The source-offset maps committed with the offsets, before any record is fetched.
+        saved = await compat.kafka_committed_metadata(self.consumer, new)
+        for tp in new:
+            self.trackers[tp] = PartitionTracker(
+                tp, self._group_of(tp.topic), SourceDedupe(decode_map(saved.get(tp)))
+            )
         self._paused = False  # aiokafka starts new assignments unpaused
         self.metrics.paused.set(0)
         groups = sorted({tr.group for tr in self.trackers.values()})
@@ -413,11 +432,11 @@ class BridgeWorker:
     # -- periodic work ----------------------------------------------------------------------
 
     async def _commit(self, trs: list[PartitionTracker]) -> None:
-        offsets = {}
+        offsets: dict[TopicPartition, tuple[int, str]] = {}
         for tr in trs:
             due = tr.commit_due()
             if due is not None:
-                offsets[tr.tp] = due
+                offsets[tr.tp] = (due, self._dedupe_metadata(tr))
         if not offsets:
             return
         try:
@@ -428,7 +447,25 @@ class BridgeWorker:
         self.metrics.commits.inc()
         for tr in trs:
             if tr.tp in offsets:
-                tr.committed = offsets[tr.tp]
+                tr.committed = offsets[tr.tp][0]
+
+    def _dedupe_metadata(self, tr: PartitionTracker) -> str:
+        """The partition's settled source-offset map as commit metadata, cut to the size
+        limit (what is left out is not de-duplicated after a restart: counted, logged once)."""
+        metadata, dropped = tr.dedupe.metadata(self.settings.dedupe_metadata_max_bytes)
+        if dropped:
+            self.metrics.dedupe_truncated.inc(dropped)
+            if not self._dedupe_truncation_logged:
+                self._dedupe_truncation_logged = True
+                log.warning(
+                    "source-offset map of %s does not fit in %d bytes of commit metadata: "
+                    "%d source partitions left out (not de-duplicated after a restart; "
+                    "BRIDGE_DEDUPE_METADATA_MAX_BYTES, broker offset.metadata.max.bytes)",
+                    tr.tp,
+                    self.settings.dedupe_metadata_max_bytes,
+                    dropped,
+                )
+        return metadata
 
     async def _commit_loop(self, stop: asyncio.Event) -> None:
         interval = self.settings.commit_interval_ms / 1000

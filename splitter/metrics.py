@@ -42,7 +42,8 @@ class SplitterMetrics(MetricSet):
     )
     commit_latency = histogram(
         "commit_seconds",
-        "Time to commit one cycle's transactions (offsets + end transaction).",
+        "Time to commit one cycle's transactions (offsets + end transaction); at_least_once: "
+        "one offset commit",
         _COMMIT_BUCKETS,
     )
     cycle_records = histogram(

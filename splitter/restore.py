@@ -35,9 +35,11 @@ async def read_to_end(
     apply: Callable[[ConsumerRecord[bytes, bytes]], None],
     *,
     timeout: float,
+    until: dict[TopicPartition, int] | None = None,
 ) -> int:
-    """Read ``parts`` from the beginning to their last stable offset, calling ``apply`` per
-    record; return the number of records read."""
+    """Read ``parts`` from the beginning to their last stable offset (or to ``until``'s
+    offset of a partition, when lower), calling ``apply`` per record; return the number of
+    records read."""
     tps = list(parts)
     if not tps:
         return 0
@@ -45,7 +47,7 @@ async def read_to_end(
     await consumer.start()
     try:
         consumer.assign(tps)
-        return await drain_to_end(consumer, tps, apply, timeout=timeout)
+        return await drain_to_end(consumer, tps, apply, timeout=timeout, until=until)
     finally:
         await consumer.stop()
 
@@ -67,12 +69,17 @@ async def drain_to_end(
     apply: Callable[[ConsumerRecord[bytes, bytes]], None],
     *,
     timeout: float,
+    until: dict[TopicPartition, int] | None = None,
 ) -> int:
     """Seek the assigned ``tps`` to the beginning and read them to the end offsets they have
-    now, calling ``apply`` per record; the consumer stays usable to follow them afterwards."""
+    now (or to ``until``'s, when lower), calling ``apply`` per record; the consumer stays usable
+    to follow them afterwards."""
     count = 0
     await consumer.seek_to_beginning(*tps)
     ends = await consumer.end_offsets(tps)
+    for tp, stop in (until or {}).items():
+        if tp in ends:
+            ends[tp] = min(ends[tp], stop)
     deadline = time.monotonic() + timeout
     pending = {tp for tp in tps if ends[tp] > 0}
     while pending:
@@ -89,8 +96,10 @@ async def drain_to_end(
                 f"within {timeout:.0f}s"
             )
         batch = await consumer.getmany(*pending, timeout_ms=200, max_records=10000)
-        for records in batch.values():
+        for tp, records in batch.items():
             for rec in records:
+                if rec.offset >= ends[tp]:
+                    break  # past ``until``: the position check above ends this partition
                 apply(rec)
                 count += 1
         await asyncio.sleep(0)
