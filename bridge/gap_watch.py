@@ -29,6 +29,7 @@ import contextlib
 import datetime
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
@@ -154,43 +155,37 @@ class _Scan:
                 return
 
 
+@dataclass(eq=False)
 class GapWatch:
     """Checks the owned partitions against the stream on assignment and every interval."""
 
-    def __init__(
-        self,
-        common: CommonSettings,
-        layout: Layout,
-        settings: BridgeSettings,
-        metrics: BridgeMetrics,
-        owned: Callable[[], Mapping[TopicPartition, PartitionTracker]],
-        build: Build,
-        committed: Committed,
-    ) -> None:
-        self._common = common
-        self._layout = layout
-        self._settings = settings
-        self._metrics = metrics
-        self._owned = owned
-        self._build = build
-        self._committed = committed
-        self._wake = asyncio.Event()
-        self._lock = asyncio.Lock()
-        self._nc: Client | None = None
-        self._kafka: AIOKafkaConsumer | None = None
-        self.tracker = GapTracker()
-        #: Source coordinates seen in the stream, per derived partition (insertion ordered).
-        self._sources: dict[SourceKey, None] = {}
-        #: Offsets the worker's consumer skipped (not records), per partition: [start, end).
-        self._skipped: dict[TopicPartition, list[tuple[int, int]]] = {}
-        self._last_consumed: dict[TopicPartition, int] = {}
-        #: Stream sequence and Nats-Msg-Id of the last message read (None: nothing read yet).
-        self._last: tuple[int, str] | None = None
-        self._next_seq = 0
-        #: The holes of the partition being settled (one log line per hole).
-        self._holes: list[tuple[int, int]] = []
-        #: Lost records already counted as detected, until repaired.
-        self._reported: set[Coord] = set()
+    common: CommonSettings
+    layout: Layout
+    settings: BridgeSettings
+    metrics: BridgeMetrics
+    #: The worker's partitions and their trackers, read at each check.
+    owned: Callable[[], Mapping[TopicPartition, PartitionTracker]]
+    #: Builds the entry (subject, headers, payload) of a Kafka record, as the worker does.
+    build: Build
+    #: The worker's committed offsets of the given partitions.
+    committed: Committed
+    tracker: GapTracker = field(default_factory=GapTracker, init=False)
+    _wake: asyncio.Event = field(default_factory=asyncio.Event, init=False)
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)
+    _nc: Client | None = field(default=None, init=False)
+    _kafka: AIOKafkaConsumer | None = field(default=None, init=False)
+    #: Source coordinates seen in the stream, per derived partition (insertion ordered).
+    _sources: dict[SourceKey, None] = field(default_factory=dict, init=False)
+    #: Offsets the worker's consumer skipped (not records), per partition: [start, end).
+    _skipped: dict[TopicPartition, list[tuple[int, int]]] = field(default_factory=dict, init=False)
+    _last_consumed: dict[TopicPartition, int] = field(default_factory=dict, init=False)
+    #: Stream sequence and Nats-Msg-Id of the last message read (None: nothing read yet).
+    _last: tuple[int, str] | None = field(default=None, init=False)
+    _next_seq: int = field(default=0, init=False)
+    #: The holes of the partition being settled (one log line per hole).
+    _holes: list[tuple[int, int]] = field(default_factory=list, init=False)
+    #: Lost records already counted as detected, until repaired.
+    _reported: set[Coord] = field(default_factory=set, init=False)
 
     # -- hooks from the worker ----------------------------------------------------------------
 
@@ -221,7 +216,7 @@ class GapWatch:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Check on every wake-up and every ``gap_check_interval_s`` until ``stop``."""
-        interval = self._settings.gap_check_interval_s
+        interval = self.settings.gap_check_interval_s
         failing = False
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
@@ -232,7 +227,7 @@ class GapWatch:
             try:
                 await self.check()
             except Exception as exc:
-                self._metrics.gap_check_errors.inc()
+                self.metrics.gap_check_errors.inc()
                 # Once per outage (NATS or Kafka away): the metric counts every failure.
                 log.log(
                     logging.DEBUG if failing else logging.WARNING,
@@ -261,15 +256,15 @@ class GapWatch:
     async def _js(self) -> JetStreamContext:
         if self._nc is None or self._nc.is_closed:
             self._nc = await connect_nats(
-                self._common.nats_url, f"ofa-bridge-{self._settings.worker_id}-gaps", log=log
+                self.common.nats_url, f"ofa-bridge-{self.settings.worker_id}-gaps", log=log
             )
         return self._nc.jetstream()
 
     async def _consumer(self) -> AIOKafkaConsumer:
         if self._kafka is None:
             consumer = AIOKafkaConsumer(
-                bootstrap_servers=self._common.kafka_bootstrap_servers,
-                client_id=f"ofa-bridge-{self._settings.worker_id}-gaps",
+                bootstrap_servers=self.common.kafka_bootstrap_servers,
+                client_id=f"ofa-bridge-{self.settings.worker_id}-gaps",
                 enable_auto_commit=False,
                 isolation_level="read_committed",
             )
@@ -288,7 +283,7 @@ class GapWatch:
             owned = await self._committed_offsets()
             highs: dict[tuple[str, int], int] = {}
             try:
-                last_seq = (await js.stream_info(self._layout.stream)).state.last_seq
+                last_seq = (await js.stream_info(self.layout.stream)).state.last_seq
             except NotFoundError:
                 last_seq = 0  # not created yet (the publisher creates it on connecting)
             if await self._rewritten(js, last_seq):
@@ -298,14 +293,14 @@ class GapWatch:
             self._expect(owned, highs)
             for tp, committed in owned.items():
                 await self._settle_partition(js, tp, committed)
-            self._metrics.gap_checks.inc()
+            self.metrics.gap_checks.inc()
 
     async def _committed_offsets(self) -> dict[TopicPartition, int]:
         """The committed offset of each owned partition: this worker's, or before it committed
         any, the group's (what a predecessor had JetStream acknowledge)."""
         out = {}
-        for tp, tr in list(self._owned().items()):
-            committed = tr.committed if tr.committed is not None else await self._committed(tp)
+        for tp, tr in list(self.owned().items()):
+            committed = tr.committed if tr.committed is not None else await self.committed(tp)
             if tr.active and committed is not None:
                 out[tp] = committed
         return out
@@ -320,23 +315,23 @@ class GapWatch:
         else:
             seq, msg_id = self._last
             try:
-                msg = await js.get_msg(self._layout.stream, seq)
+                msg = await js.get_msg(self.layout.stream, seq)
             except NotFoundError:
                 found = ""
             else:
                 found = (msg.headers or {}).get(NatsHeaders.MSG_ID, "")
             if found == msg_id:
                 return False
-        self._metrics.gap_rescans.inc()
+        self.metrics.gap_rescans.inc()
         log.warning(
             "stream %s no longer holds message %d (%s) read before (found %r): it lost "
             "messages; reading its last %.0fs again",
-            self._layout.stream,
+            self.layout.stream,
             seq,
             msg_id,
             found,
-            self._settings.duplicate_window_s,
-            extra={"stream": self._layout.stream, "seq": seq, "msg_id": msg_id},
+            self.settings.duplicate_window_s,
+            extra={"stream": self.layout.stream, "seq": seq, "msg_id": msg_id},
         )
         return True
 
@@ -354,7 +349,7 @@ class GapWatch:
         # First read (or after a rewrite): the duplicate window, where re-publishing is
         # idempotent; older records are not checked.
         since = datetime.datetime.now(datetime.UTC) - datetime.timedelta(
-            seconds=self._settings.duplicate_window_s
+            seconds=self.settings.duplicate_window_s
         )
         return ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_TIME, opt_start_time=since)
 
@@ -373,7 +368,7 @@ class GapWatch:
         sub = await nc.subscribe(inbox, cb=scan.on_msg, pending_msgs_limit=4 * _FLOW_BATCH)
         cfg = self._start_config()
         cfg.deliver_subject = inbox
-        cfg.filter_subject = self._layout.stream_subjects()
+        cfg.filter_subject = self.layout.stream_subjects()
         cfg.ack_policy = AckPolicy.NONE
         cfg.headers_only = True
         cfg.mem_storage = True
@@ -383,12 +378,12 @@ class GapWatch:
         cfg.inactive_threshold = 10.0
         first_read = not self._next_seq
         try:
-            info = await js.add_consumer(self._layout.stream, cfg)
+            info = await js.add_consumer(self.layout.stream, cfg)
             try:
                 await scan.wait(idle_s=3.0)
             finally:
                 with contextlib.suppress(Exception):
-                    await js.delete_consumer(self._layout.stream, info.name)
+                    await js.delete_consumer(self.layout.stream, info.name)
         finally:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
@@ -480,12 +475,12 @@ class GapWatch:
                     records.append(rec)
         not_records = sum(p.end - p.start for p in parts) - len(records)
         if not_records:
-            self._metrics.gaps_dismissed.labels("not_a_record").inc(not_records)
+            self.metrics.gaps_dismissed.labels("not_a_record").inc(not_records)
         lost = []
         for rec in records:
             src = _kafka_source(rec)
             if src is not None and (tp.topic, tp.partition, *src) in self._sources:
-                self._metrics.gaps_dismissed.labels("source_duplicate").inc()
+                self.metrics.gaps_dismissed.labels("source_duplicate").inc()
             else:
                 lost.append(rec)
         if lost:
@@ -500,7 +495,7 @@ class GapWatch:
         if not gone:
             return parts
         count = sum(p.end - p.start for p in gone)
-        self._metrics.gaps_unrecoverable.inc(count)
+        self.metrics.gaps_unrecoverable.inc(count)
         log.error(
             "%d offset(s) missing from the stream are no longer in Kafka either (retention): "
             "%s[%d] %s; whatever records they held are lost for good",
@@ -515,24 +510,24 @@ class GapWatch:
     async def _repair(
         self, js: JetStreamContext, tp: TopicPartition, lost: list[ConsumerRecord[bytes, bytes]]
     ) -> None:
-        tr = self._owned().get(tp)
+        tr = self.owned().get(tp)
         if tr is None:
             return  # revoked meanwhile: the new owner checks it
         repaired: list[int] = []
         stored_before: list[int] = []
-        entries = [(rec, self._build(tr, rec)) for rec in lost]
+        entries = [(rec, self.build(tr, rec)) for rec in lost]
         subjects = {e.subject for _, e in entries if e.subject}
-        newest = await newest_stored(js, self._layout.stream, subjects)
+        newest = await newest_stored(js, self.layout.stream, subjects)
         last_repaired: dict[str, Entry] = {}
         try:
             for rec, entry in entries:
                 if not entry.subject:
-                    self._metrics.gaps_dismissed.labels("undecodable").inc()
+                    self.metrics.gaps_dismissed.labels("undecodable").inc()
                     continue
                 ack = await js.publish(
                     entry.subject,
                     entry.payload,
-                    timeout=self._settings.ack_timeout_s,
+                    timeout=self.settings.ack_timeout_s,
                     headers=decode_headers(entry.headers),
                 )
                 (stored_before if ack.duplicate else repaired).append(rec.offset)
@@ -556,13 +551,13 @@ class GapWatch:
             if newer is None or not is_newer(newer, entry):
                 continue
             msg_id = Layout.msg_id(entry.tracker.tp.topic, entry.tracker.tp.partition, entry.offset)
-            if await restore_latest(js, self._layout, newer, msg_id, self._settings.ack_timeout_s):
-                self._metrics.gap_states_restored.inc()
+            if await restore_latest(js, self.layout, newer, msg_id, self.settings.ack_timeout_s):
+                self.metrics.gap_states_restored.inc()
 
     def _count(self, tr: PartitionTracker, repaired: list[int], stored_before: list[int]) -> None:
         tp = tr.tp
         if stored_before:
-            self._metrics.gaps_dismissed.labels("deduplicated").inc(len(stored_before))
+            self.metrics.gaps_dismissed.labels("deduplicated").inc(len(stored_before))
             log.info(
                 "records missing from the stream but known to its de-duplication window "
                 "(removed by a stream limit?), not re-published: %s",
@@ -570,14 +565,14 @@ class GapWatch:
                 extra={"topic": tp.topic, "partition": tp.partition},
             )
         if repaired:
-            self._metrics.gaps_repaired.labels(tr.group).inc(len(repaired))
+            self.metrics.gaps_repaired.labels(tr.group).inc(len(repaired))
             self._alarm(tr, repaired, repaired=True)
 
     def _alarm(self, tr: PartitionTracker, offsets: list[int], *, repaired: bool) -> None:
         """Count lost records as detected (once each) and log one line per range."""
         new = [o for o in offsets if Coord(tr.tp.topic, tr.tp.partition, o) not in self._reported]
         if new:
-            self._metrics.gaps_detected.labels(tr.group).inc(len(new))
+            self.metrics.gaps_detected.labels(tr.group).inc(len(new))
         if repaired:
             self._reported.difference_update(
                 Coord(tr.tp.topic, tr.tp.partition, o) for o in offsets

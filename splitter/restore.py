@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterable
-from typing import TypeVar
+from typing import Required, TypedDict, TypeVar, Unpack
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
@@ -29,17 +29,22 @@ class RestoreTimeout(TimeoutError):
     """A compacted topic could not be read to its end within the deadline."""
 
 
+class ReadBounds(TypedDict, total=False):
+    """How far :func:`drain_to_end` reads: ``timeout`` (seconds, required) for the whole read,
+    ``until`` the offset per partition to stop at when lower than the partition's end."""
+
+    timeout: Required[float]
+    until: dict[TopicPartition, int] | None
+
+
 async def read_to_end(
     bootstrap: str,
     parts: Iterable[TopicPartition],
     apply: Callable[[ConsumerRecord[bytes, bytes]], None],
-    *,
-    timeout: float,
-    until: dict[TopicPartition, int] | None = None,
+    **bounds: Unpack[ReadBounds],
 ) -> int:
-    """Read ``parts`` from the beginning to their last stable offset (or to ``until``'s
-    offset of a partition, when lower), calling ``apply`` per record; return the number of
-    records read."""
+    """:func:`drain_to_end` with a consumer of its own, assigned ``parts``; return the number
+    of records read."""
     tps = list(parts)
     if not tps:
         return 0
@@ -47,7 +52,7 @@ async def read_to_end(
     await consumer.start()
     try:
         consumer.assign(tps)
-        return await drain_to_end(consumer, tps, apply, timeout=timeout, until=until)
+        return await drain_to_end(consumer, tps, apply, **bounds)
     finally:
         await consumer.stop()
 

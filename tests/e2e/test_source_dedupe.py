@@ -11,7 +11,6 @@ from collections import defaultdict
 from pathlib import Path
 
 import httpx
-import nats
 from prometheus_client.parser import text_string_to_metric_families
 
 from compose.local_infra import NatsProcess
@@ -21,6 +20,7 @@ from tests.e2e.diagnose import _seq
 from tests.e2e.stack import Stack, running_stack, wait_for
 from tests.e2e.test_chaos import log_dir
 from tests.helpers import Endpoints
+from tests.support.jetstream import stored_messages
 
 #: Seq of an asset's `workcenter` record: later records share one derived topic (ordered).
 GROUPED_AT = next(
@@ -39,27 +39,11 @@ ENV = {
 
 async def read_stream(url: str, layout: Layout) -> dict[str, list[int]]:
     """Every stored message of the stream, in stream order: asset -> the seqs it carries."""
-    nc = await nats.connect(url, connect_timeout=5, max_reconnect_attempts=2)
     out: dict[str, list[int]] = defaultdict(list)
-    try:
-        js = nc.jetstream()
-        if (await js.stream_info(layout.stream)).state.messages == 0:
-            return {}
-        sub = await js.subscribe(
-            layout.stream_subjects(), stream=layout.stream, ordered_consumer=True
-        )
-        try:
-            while True:
-                m = await sub.next_msg(timeout=10)
-                seq = _seq(m.data)
-                if seq is not None:
-                    out[(m.headers or {}).get(NatsHeaders.ASSET, "")].append(seq)
-                if m.metadata.num_pending == 0:
-                    break
-        finally:
-            await sub.unsubscribe()
-    finally:
-        await nc.close()
+    for m in await stored_messages(url, layout.stream, layout.stream_subjects(), idle_timeout=10):
+        seq = _seq(m.data)
+        if seq is not None:
+            out[(m.headers or {}).get(NatsHeaders.ASSET, "")].append(seq)
     return dict(out)
 
 
