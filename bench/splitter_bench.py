@@ -212,6 +212,32 @@ async def throughput_run(records: int, log: Path) -> float:
     return records / elapsed
 
 
+async def tail_consumer(topics: list[str]) -> AIOKafkaConsumer:
+    """A started read_committed consumer assigned every partition of ``topics`` (waiting for
+    their metadata), positioned at their ends."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=BOOTSTRAP,
+        isolation_level="read_committed",
+        enable_auto_commit=False,
+        auto_offset_reset="latest",
+        fetch_max_wait_ms=int(os.environ.get("BENCH_FETCH_WAIT_MS", "5")),
+    )
+    await consumer.start()
+    for _ in range(100):
+        await consumer._client.force_metadata_update()
+        if all(consumer.partitions_for_topic(t) for t in topics):
+            break
+        await asyncio.sleep(0.1)
+    parts = [
+        TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())
+    ]
+    consumer.assign(parts)
+    await consumer.seek_to_end(*parts)
+    for tp in parts:
+        await consumer.position(tp)
+    return consumer
+
+
 async def latency_run(seconds: float, rate: float, log: Path) -> dict[str, float]:
     run = Run()
     await create_input(run)
@@ -223,29 +249,8 @@ async def latency_run(seconds: float, rate: float, log: Path) -> dict[str, float
         async with splitter(run, log):
             layout = Layout(group_topic_prefix=run.prefix)
             topics = [layout.group_topic(f"WC{i + 1}") for i in range(WORKCENTERS)]
-            consumer = AIOKafkaConsumer(
-                bootstrap_servers=BOOTSTRAP,
-                isolation_level="read_committed",
-                enable_auto_commit=False,
-                auto_offset_reset="latest",
-                fetch_max_wait_ms=int(os.environ.get("BENCH_FETCH_WAIT_MS", "5")),
-            )
-            await consumer.start()
+            consumer = await tail_consumer(topics)
             try:
-                for _ in range(100):
-                    await consumer._client.force_metadata_update()
-                    if all(consumer.partitions_for_topic(t) for t in topics):
-                        break
-                    await asyncio.sleep(0.1)
-                parts = [
-                    TopicPartition(t, p)
-                    for t in topics
-                    for p in sorted(consumer.partitions_for_topic(t) or ())
-                ]
-                consumer.assign(parts)
-                await consumer.seek_to_end(*parts)
-                for tp in parts:
-                    await consumer.position(tp)
                 total = int(seconds * rate)
                 received = 0
                 done = asyncio.Event()

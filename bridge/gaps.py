@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 
 class Coord(NamedTuple):
@@ -120,10 +120,30 @@ class GapTracker:
         return out
 
     def settle(self, suspect: Suspect) -> None:
-        """Forget a suspect once it was checked against Kafka (and re-bridged or alarmed)."""
+        """Forget a suspect once it was checked against Kafka (and re-bridged or alarmed).
+
+        Only [start, end) is forgotten: a suspect cut short of its hole leaves the rest open.
+        """
         p = self._parts.get((suspect.topic, suspect.partition))
+        if p is None:
+            return
+        hole = p.holes.pop(suspect.start, None)
+        if hole is not None and hole[0] > suspect.end:
+            p.holes[suspect.end] = hole
+
+    def knows(self, topic: str, partition: int) -> bool:
+        """True once the partition was observed or started."""
+        return (topic, partition) in self._parts
+
+    def highs(self) -> dict[tuple[str, int], int]:
+        """The highest offset seen (or expected) per partition."""
+        return {key: p.high for key, p in self._parts.items()}
+
+    def drop_holes(self, topic: str, partition: int) -> None:
+        """Forget the holes of a partition someone else checks (keep its high mark)."""
+        p = self._parts.get((topic, partition))
         if p is not None:
-            p.holes.pop(suspect.start, None)
+            p.holes.clear()
 
 
 async def records_in(
@@ -134,17 +154,24 @@ async def records_in(
     ``consumer`` must be an ``isolation_level="read_committed"`` consumer without a group.
     Commit markers and aborted records are skipped by Kafka and so never reported.
     """
+    return [r.offset for r in await records_between(consumer, suspect, timeout_s)]
+
+
+async def records_between(
+    consumer: AIOKafkaConsumer, suspect: Suspect, timeout_s: float = 10.0
+) -> list[ConsumerRecord[bytes, bytes]]:
+    """The records (read_committed) in the suspect range, as :func:`records_in` finds them."""
     tp = TopicPartition(suspect.topic, suspect.partition)
     consumer.assign([tp])
     consumer.seek(tp, suspect.start)
-    found: list[int] = []
+    found: list[ConsumerRecord[bytes, bytes]] = []
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         batch = await consumer.getmany(tp, timeout_ms=200)
         for rec in batch.get(tp, []):
             if rec.offset >= suspect.end:
                 return found
-            found.append(rec.offset)
+            found.append(rec)
         # Markers (and aborted records) at the end of the range return no record: stop once
         # the position passed the range or the partition's last stable offset.
         position = await consumer.position(tp)

@@ -104,6 +104,8 @@ class Publisher:
         self._waiting: dict[str, deque[Entry]] = {}
         self._held = 0
         self._resending = False
+        # Read at scrape time: exact, and nothing to keep up to date on the hot path.
+        metrics.in_flight.set_function(lambda: len(self._inflight))
         self._connected = False
         self._space = asyncio.Event()
         self._fault = asyncio.Event()
@@ -298,7 +300,6 @@ class Publisher:
         # The tracker still has every un-acked record: _resend sends them again in order.
         self._waiting.clear()
         self._held = 0
-        self._metrics.in_flight.set(0)
         if nc is not None and not nc.is_closed:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(nc.close(), 5)
@@ -374,7 +375,6 @@ class Publisher:
                 await asyncio.wait_for(self._fault.wait(), 0.25)
             if self._fault.is_set():
                 return
-            self._metrics.in_flight.set(len(self._inflight))
             if self._held and not self._inflight:
                 # Records wait for an ack that cannot come: never expected, but silence here
                 # would stop their assets for good, so reset and re-send.

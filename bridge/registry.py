@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import re
 import time
 from collections.abc import Callable
@@ -32,31 +33,25 @@ log = get_logger("bridge", __name__)
 _KV_KEY_BAD = re.compile(r"[^-/_=.a-zA-Z0-9]")
 
 
+@dataclasses.dataclass(eq=False)
 class Registry:
     """Heartbeats of one worker; :meth:`beat` never raises."""
 
-    def __init__(
-        self,
-        nats_url: str,
-        layout: Layout,
-        settings: BridgeSettings,
-        metrics: BridgeMetrics,
-        owned_groups: Callable[[], list[str]],
-    ) -> None:
-        self._url = nats_url
-        self._layout = layout
-        self._settings = settings
-        self._metrics = metrics
-        self._owned_groups = owned_groups
-        #: Reconnect policy of the registry connection (tests use a finite one).
-        self.policy = ReconnectPolicy.FOREVER
-        self.client: NatsClient | None = None
-        self._failing = False
+    nats_url: str
+    layout: Layout
+    settings: BridgeSettings
+    metrics: BridgeMetrics
+    #: The groups this worker owns now (read at each heartbeat).
+    owned_groups: Callable[[], list[str]]
+    #: Reconnect policy of the registry connection (tests use a finite one).
+    policy: ReconnectPolicy = ReconnectPolicy.FOREVER
+    client: NatsClient | None = dataclasses.field(default=None, init=False)
+    _failing: bool = dataclasses.field(default=False, init=False)
 
     @property
     def key(self) -> str:
         """This worker's key in the bucket."""
-        return _KV_KEY_BAD.sub("_", self._settings.worker_id)
+        return _KV_KEY_BAD.sub("_", self.settings.worker_id)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Heartbeat every ``heartbeat_s`` until ``stop`` is set.
@@ -66,23 +61,23 @@ class Registry:
         while not stop.is_set():
             await self.beat()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self._settings.heartbeat_s)
+                await asyncio.wait_for(stop.wait(), self.settings.heartbeat_s)
 
     async def beat(self) -> None:
         """Write the heartbeat; a failure is counted, logged once per outage, retried later."""
         try:
             await self._put()
         except Exception as exc:
-            self._metrics.heartbeat_failures.inc()
+            self.metrics.heartbeat_failures.inc()
             if not self._failing:
                 self._failing = True
                 log.warning(
                     "registry heartbeat failed (retried every %.1fs; the router shows no owner "
                     "for this worker's groups until it works): %s: %s",
-                    self._settings.heartbeat_s,
+                    self.settings.heartbeat_s,
                     type(exc).__name__,
                     exc,
-                    extra={"bucket": self._layout.bridges_bucket},
+                    extra={"bucket": self.layout.bridges_bucket},
                 )
             return
         if self._failing:
@@ -95,13 +90,16 @@ class Registry:
             # A client that exhausted its reconnect attempts stays closed: replace it.
             self.client = None
             nc = await connect_nats(
-                self._url, f"ofa-bridge-ctl-{self._settings.worker_id}", policy=self.policy, log=log
+                self.nats_url,
+                f"ofa-bridge-ctl-{self.settings.worker_id}",
+                policy=self.policy,
+                log=log,
             )
             self.client = nc
-        kv = await ensure_registry(nc.jetstream(), self._layout, self._settings)
+        kv = await ensure_registry(nc.jetstream(), self.layout, self.settings)
         entry = BridgeEntry(
-            id=self._settings.worker_id,
-            groups=self._owned_groups(),
+            id=self.settings.worker_id,
+            groups=self.owned_groups(),
             updated_ms=int(time.time() * 1000),
         )
         await kv.put(self.key, msgspec.json.encode(entry))
@@ -112,7 +110,7 @@ class Registry:
         if nc is None:
             return
         with contextlib.suppress(Exception):
-            kv = await nc.jetstream().key_value(self._layout.bridges_bucket)
+            kv = await nc.jetstream().key_value(self.layout.bridges_bucket)
             await kv.delete(self.key)
         with contextlib.suppress(Exception):
             await nc.close()

@@ -16,6 +16,7 @@ from typing import ClassVar, Literal
 import msgspec
 
 from ofa_contract.settings import (
+    KafkaWorkerSettings,
     NonEmptyStr,
     NonNegativeSeconds,
     Port,
@@ -28,7 +29,7 @@ def _default_worker_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
-class BridgeSettings(msgspec.Struct, kw_only=True, frozen=True):
+class BridgeSettings(KafkaWorkerSettings, kw_only=True, frozen=True):
     """Every knob of one bridge worker; all workers of a pool share these values."""
 
     env_prefix: ClassVar[str] = "BRIDGE_"
@@ -37,9 +38,7 @@ class BridgeSettings(msgspec.Struct, kw_only=True, frozen=True):
     consumer_group: NonEmptyStr = "ofa-bridge"
     #: How often (ms) Kafka metadata is refreshed, i.e. how fast a new group topic is seen.
     metadata_refresh_ms: PositiveInt = 3000
-    #: Kafka group session timeout (ms): how long before a silent (killed) worker's groups move.
-    session_timeout_ms: PositiveInt = 10000
-    #: Kafka group heartbeat interval (ms).
+    #: Kafka consumer group heartbeat interval (ms).
     heartbeat_interval_ms: PositiveInt = 2000
     #: Most records taken from Kafka per poll.
     max_poll_records: PositiveInt = 2000
@@ -56,6 +55,11 @@ class BridgeSettings(msgspec.Struct, kw_only=True, frozen=True):
     #: On a rebalance, how long (seconds) to wait for in-flight publishes before releasing.
     revoke_drain_timeout_s: NonNegativeSeconds = 30.0
 
+    #: Seconds between checks of the owned partitions against the stream (also checked on
+    #: every assignment): a record JetStream lost after acknowledging it (unsynced writes lost
+    #: in a crash) is found from the Kafka coordinates in Nats-Msg-Id and re-published.
+    gap_check_interval_s: Seconds = 30.0
+
     #: Stream history limits: age (seconds, 0 = unlimited), bytes (-1 = unlimited; JetStream
     #: reserves this much of the server's storage) and messages kept per subject (-1 = unlimited).
     max_age_s: NonNegativeSeconds = 24 * 3600.0
@@ -63,6 +67,10 @@ class BridgeSettings(msgspec.Struct, kw_only=True, frozen=True):
     max_msgs_per_subject: int = 10000
     #: JetStream de-duplication window (seconds); must outlast any rebalance or restart.
     duplicate_window_s: Seconds = 600.0
+    #: Largest commit metadata (bytes) carrying a partition's source-offset map (de-duplication
+    #: of splitter replays, see bridge/dedupe.py); keep it within the broker's
+    #: ``offset.metadata.max.bytes`` (4096 by default). Past it, source partitions are left out.
+    dedupe_metadata_max_bytes: PositiveInt = 4000
     #: Replicas of the stream and KV buckets (1 for a single server, 3 for a cluster).
     replicas: PositiveInt = 1
     #: "file" or "memory".
@@ -79,6 +87,5 @@ class BridgeSettings(msgspec.Struct, kw_only=True, frozen=True):
 
     #: This worker's id (registry key, logs); defaults to ``<hostname>-<pid>``.
     worker_id: NonEmptyStr = msgspec.field(default_factory=_default_worker_id)
-    #: Operations port for /health, /ready, /metrics (0 = pick a free port).
-    ops_host: str = "127.0.0.1"
+    #: Operations HTTP server (/health /ready /metrics); port 0 = pick a free port.
     ops_port: Port = 8061

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 from aiokafka import TopicPartition
 
+from bridge.dedupe import Source, SourceDedupe
+
 
 @dataclass(slots=True, eq=False)
 class Entry:
@@ -34,16 +36,20 @@ class Entry:
     timestamp_type: int = 0
     acked: bool = False
     sent_at: float = 0.0
+    #: The source record's coordinates (``ofa_assets``), when the record carries them.
+    source: Source | None = None
 
 
 class PartitionTracker:
     """Un-acked entries of one assigned partition, in offset order."""
 
-    __slots__ = ("active", "committed", "group", "next_commit", "pending", "tp")
+    __slots__ = ("active", "committed", "dedupe", "group", "next_commit", "pending", "tp")
 
-    def __init__(self, tp: TopicPartition, group: str) -> None:
+    def __init__(self, tp: TopicPartition, group: str, dedupe: SourceDedupe | None = None) -> None:
         self.tp = tp
         self.group = group
+        #: Source-offset maps (see bridge.dedupe), restored from the committed metadata.
+        self.dedupe = dedupe if dedupe is not None else SourceDedupe()
         #: False once revoked: nothing more is published for it.
         self.active = True
         self.pending: deque[Entry] = deque()
@@ -61,7 +67,10 @@ class PartitionTracker:
         entry.acked = True
         pending = self.pending
         while pending and pending[0].acked:
-            self.next_commit = pending.popleft().offset + 1
+            done = pending.popleft()
+            self.next_commit = done.offset + 1
+            if done.source is not None:
+                self.dedupe.settle(done.source)
 
     def unacked(self) -> Iterator[Entry]:
         """Entries still waiting for their ack, lowest offset first."""

@@ -16,20 +16,22 @@ import contextlib
 import re
 import time
 from collections import deque
-from typing import Any
+from typing import Any, cast
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 from nats.js import JetStreamContext
 
 from bridge.assignor import GroupSingletonAssignor
+from bridge.dedupe import SourceDedupe, decode_map, source_of
+from bridge.gap_watch import GapWatch
 from bridge.metrics import BridgeMetrics
 from bridge.publisher import Publisher, encode_headers
 from bridge.registry import Registry
 from bridge.settings import BridgeSettings
 from bridge.stream_setup import ensure_streams
 from bridge.tracker import Entry, PartitionTracker
-from ofa_contract import openfactory
+from ofa_contract import compat, openfactory
 from ofa_contract.events import BadRecord, decode_record
 from ofa_contract.layout import KafkaHeaders, Layout, NatsHeaders
 from ofa_contract.runtime import BackgroundTasks, Backoff, get_logger, wait_for_service
@@ -39,6 +41,12 @@ from ofa_contract.settings import CommonSettings
 log = get_logger("bridge", __name__)
 
 _HEADER_KEY_BAD = re.compile(r"[^!#$%&'*+\-.^_`|~0-9A-Za-z]")
+#: Source coordinates under the names NATS readers (and the gap watcher) look for.
+_SRC_HEADERS = {
+    KafkaHeaders.SRC_TOPIC: NatsHeaders.SRC_TOPIC,
+    KafkaHeaders.SRC_PARTITION: NatsHeaders.SRC_PARTITION,
+    KafkaHeaders.SRC_OFFSET: NatsHeaders.SRC_OFFSET,
+}
 
 
 def _header_value(raw: bytes | None) -> str:
@@ -90,6 +98,10 @@ class BridgeWorker:
         # OpenFactory-layout subjects must never fall into the serving layer's own subjects.
         self._reserved_subjects = (layout.stream_subject_prefix, layout.live_subject_prefix)
         self._skip_reasons_logged: set[str] = set()
+        self._dedupe_truncation_logged = False
+        self.gap_watch = GapWatch(
+            common, layout, settings, metrics, self._owned, self._entry, self._kafka_committed
+        )
 
     def _new_consumer(self) -> AIOKafkaConsumer:
         s = self.settings
@@ -140,6 +152,7 @@ class BridgeWorker:
             tasks.spawn(self._commit_loop(stop), name="bridge-commit")
             tasks.spawn(self._lag_loop(stop), name="bridge-lag")
             tasks.spawn(self.registry.run(stop), name="bridge-registry")
+            tasks.spawn(self.gap_watch.run(stop), name="bridge-gaps")
             await self._consume_loop(stop)
         finally:
             await tasks.close(timeout=10)
@@ -180,6 +193,7 @@ class BridgeWorker:
         with contextlib.suppress(Exception):
             await self.consumer.stop()
         await self.registry.close()
+        await self.gap_watch.close()
         log.info("stopped", extra={"worker_id": self.settings.worker_id})
 
     # -- consuming --------------------------------------------------------------------------
@@ -208,6 +222,7 @@ class BridgeWorker:
                 tr = self.trackers.get(tp)
                 if tr is None or not tr.active:
                     continue
+                self.gap_watch.consumed(tp, records)
                 self._backlog.extend((tr, r) for r in records)
 
     def _set_paused(self, paused: bool) -> None:
@@ -229,12 +244,25 @@ class BridgeWorker:
             tr, rec = backlog.popleft()
             if not tr.active:
                 continue
+            src = source_of(rec.headers)
+            if src is not None and not tr.dedupe.admit(src):
+                self._source_copy(tr, rec.offset)
+                continue
             entry = self._entry(tr, rec)
+            entry.source = src
             tr.add(entry)
             if entry.subject:
                 await pub.submit(entry)
             else:
                 tr.ack(entry)
+
+    def _source_copy(self, tr: PartitionTracker, offset: int) -> None:
+        """A copy of a record already bridged (a splitter replay, see bridge.dedupe):
+        acknowledged in its place without being published, and counted."""
+        entry = Entry(tr, offset, "", b"", b"")
+        tr.add(entry)
+        tr.ack(entry)
+        self.metrics.source_duplicates.labels(tr.group).inc()
 
     def _entry(self, tr: PartitionTracker, rec: Any) -> Entry:
         """Turn a Kafka record into an entry; a record that does not decode becomes an
@@ -260,7 +288,7 @@ class BridgeWorker:
             if k == KafkaHeaders.SRC_TIMESTAMP_TYPE and v in (b"0", b"1"):
                 # The timestamp is the source record's (the splitter copies it): so is its type.
                 ts_type = int(v)
-            key = _HEADER_KEY_BAD.sub("_", k.strip()) if k else ""
+            key = _SRC_HEADERS.get(k) or (_HEADER_KEY_BAD.sub("_", k.strip()) if k else "")
             # Nats-* headers steer JetStream (rollups, expectations): never taken from input.
             if key and not key.lower().startswith("nats-"):
                 headers[key] = _header_value(v)
@@ -361,15 +389,20 @@ class BridgeWorker:
         except ValueError:
             return topic
 
-    def _on_assigned(self, assigned: set[TopicPartition]) -> None:
-        for tp in assigned:
-            if tp not in self.trackers:
-                self.trackers[tp] = PartitionTracker(tp, self._group_of(tp.topic))
+    async def _on_assigned(self, assigned: set[TopicPartition]) -> None:
+        new = [tp for tp in assigned if tp not in self.trackers]
+        # The source-offset maps committed with the offsets, before any record is fetched.
+        saved = await compat.kafka_committed_metadata(self.consumer, new)
+        for tp in new:
+            self.trackers[tp] = PartitionTracker(
+                tp, self._group_of(tp.topic), SourceDedupe(decode_map(saved.get(tp)))
+            )
         self._paused = False  # aiokafka starts new assignments unpaused
         self.metrics.paused.set(0)
         groups = sorted({tr.group for tr in self.trackers.values()})
         self.metrics.owned_groups.set(len(groups))
         log.info("assigned groups %s", groups, extra={"groups": groups})
+        self.gap_watch.wake()
 
     async def _on_revoked(self, revoked: set[TopicPartition]) -> None:
         trs = [self.trackers[tp] for tp in revoked if tp in self.trackers]
@@ -392,17 +425,18 @@ class BridgeWorker:
         await self._commit(trs)
         for tr in trs:
             self.trackers.pop(tr.tp, None)
+            self.gap_watch.released(tr.tp)
             with contextlib.suppress(KeyError):
                 self.metrics.lag.remove(tr.group)
 
     # -- periodic work ----------------------------------------------------------------------
 
     async def _commit(self, trs: list[PartitionTracker]) -> None:
-        offsets = {}
+        offsets: dict[TopicPartition, tuple[int, str]] = {}
         for tr in trs:
             due = tr.commit_due()
             if due is not None:
-                offsets[tr.tp] = due
+                offsets[tr.tp] = (due, self._dedupe_metadata(tr))
         if not offsets:
             return
         try:
@@ -413,7 +447,25 @@ class BridgeWorker:
         self.metrics.commits.inc()
         for tr in trs:
             if tr.tp in offsets:
-                tr.committed = offsets[tr.tp]
+                tr.committed = offsets[tr.tp][0]
+
+    def _dedupe_metadata(self, tr: PartitionTracker) -> str:
+        """The partition's settled source-offset map as commit metadata, cut to the size
+        limit (what is left out is not de-duplicated after a restart: counted, logged once)."""
+        metadata, dropped = tr.dedupe.metadata(self.settings.dedupe_metadata_max_bytes)
+        if dropped:
+            self.metrics.dedupe_truncated.inc(dropped)
+            if not self._dedupe_truncation_logged:
+                self._dedupe_truncation_logged = True
+                log.warning(
+                    "source-offset map of %s does not fit in %d bytes of commit metadata: "
+                    "%d source partitions left out (not de-duplicated after a restart; "
+                    "BRIDGE_DEDUPE_METADATA_MAX_BYTES, broker offset.metadata.max.bytes)",
+                    tr.tp,
+                    self.settings.dedupe_metadata_max_bytes,
+                    dropped,
+                )
+        return metadata
 
     async def _commit_loop(self, stop: asyncio.Event) -> None:
         interval = self.settings.commit_interval_ms / 1000
@@ -440,6 +492,13 @@ class BridgeWorker:
             lag[tr.group] = lag.get(tr.group, 0) + max(0, end - done)
         for group, value in lag.items():
             self.metrics.lag.labels(group).set(value)
+
+    def _owned(self) -> dict[TopicPartition, PartitionTracker]:
+        return self.trackers
+
+    async def _kafka_committed(self, tp: TopicPartition) -> int | None:
+        # The group's committed offset (a predecessor's) before this worker committed any.
+        return cast(int | None, await self.consumer.committed(tp))
 
     def owned_groups(self) -> list[str]:
         """Groups this worker currently owns."""

@@ -34,6 +34,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from compose import local_infra
+from compose.simulator import FactoryShape
 from ofa_contract.layout import Layout
 from ofa_contract.processes import spec
 from ofa_contract.runtime import get_logger, install_stop_signals
@@ -52,11 +53,15 @@ from ofa_contract.settings import (
 log = get_logger("dev")
 
 
-class DevSettings(msgspec.Struct, kw_only=True, frozen=True):
+class DevSettings(FactoryShape, kw_only=True, frozen=True):
     """``DEV_<FIELD>`` environment variables (command-line options override some)."""
 
     env_prefix: ClassVar[str] = "DEV_"
 
+    #: Simulated assets (0 = no simulator).
+    assets: NonNegativeInt = 12
+    #: Events per second of the simulated factory.
+    rate: PositiveFloat = 20.0
     #: Public port of the router (dashboard and API).
     router_port: Port = 5555
     #: Router mode: ``proxy`` keeps the dashboard on one origin (no CORS needed).
@@ -67,10 +72,6 @@ class DevSettings(msgspec.Struct, kw_only=True, frozen=True):
     bridge_ops_ports: list[Port] = msgspec.field(default_factory=lambda: [8161, 8162])
     #: Operations port of the splitter.
     splitter_ops_port: Port = 9112
-    #: Simulated factory: assets (0 = no simulator), workcenters, events per second.
-    assets: NonNegativeInt = 12
-    workcenters: PositiveInt = 3
-    rate: PositiveFloat = 20.0
     #: Prefix of every Kafka topic, consumer group, stream, bucket and subject of this stack
     #: ("" = the names from the environment, by default the standard ones).
     namespace: str = ""
@@ -228,12 +229,7 @@ def _children(settings: DevSettings, ns: str, env: Mapping[str, str], logs: Path
     router_env = {"ROUTER_PORT": str(router), "ROUTER_MODE": settings.router_mode}
     children.append(_child("router", "router", router_env, router, logs))
     if settings.assets > 0:
-        sim_env = {
-            "SIM_ASSETS": str(settings.assets),
-            "SIM_WORKCENTERS": str(settings.workcenters),
-            "SIM_RATE": str(settings.rate),
-        }
-        children.append(_child("simulator", "simulate", sim_env, None, logs))
+        children.append(_child("simulator", "simulate", settings.simulator_env(), None, logs))
     return children
 
 

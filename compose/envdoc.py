@@ -52,7 +52,18 @@ def allowed_env(command: str) -> set[str]:
 
 
 def _doc_of(cls: type[msgspec.Struct], field: str) -> str:
-    """The ``#:`` comment above a field in the class source (empty when none)."""
+    """The ``#:`` comment above a field in the source of ``cls`` or, for a field it inherits
+    (or redeclares without a comment), of the nearest base that has one (empty when none)."""
+    for klass in cls.__mro__:
+        if klass is not msgspec.Struct and issubclass(klass, msgspec.Struct):
+            doc = _own_doc(klass, field)
+            if doc:
+                return doc
+    return ""
+
+
+def _own_doc(cls: type[msgspec.Struct], field: str) -> str:
+    """The ``#:`` comment above a field in the source of ``cls`` itself (empty when none)."""
     try:
         lines = inspect.getsource(cls).splitlines()
     except (OSError, TypeError):

@@ -31,6 +31,7 @@ from ofa_contract.settings import (
     NonNegativeSeconds,
     PositiveFloat,
     PositiveInt,
+    env_var,
     from_env,
     settings_parser,
 )
@@ -200,10 +201,9 @@ class Factory:
         )
 
 
-class SimulateSettings(msgspec.Struct, kw_only=True):
-    """Options of `ofa-serving simulate` (also from SIM_* environment variables)."""
-
-    env_prefix: ClassVar[str] = "SIM_"
+class FactoryShape(msgspec.Struct, kw_only=True, frozen=True):
+    """The simulated factory's size and pace: read by `simulate` (``SIM_*``) and by `dev`
+    (``DEV_*``), which hands its values to the simulator it starts (:meth:`simulator_env`)."""
 
     #: Simulated assets (machines).
     assets: PositiveInt = 20
@@ -211,6 +211,20 @@ class SimulateSettings(msgspec.Struct, kw_only=True):
     workcenters: PositiveInt = 3
     #: Total events per second.
     rate: PositiveFloat = 100.0
+
+    def simulator_env(self) -> dict[str, str]:
+        """The ``SIM_*`` variables that give `simulate` this shape."""
+        return {
+            env_var(SimulateSettings, f): str(getattr(self, f))
+            for f in FactoryShape.__struct_fields__
+        }
+
+
+class SimulateSettings(FactoryShape, kw_only=True, frozen=True):
+    """Options of `ofa-serving simulate` (also from SIM_* environment variables)."""
+
+    env_prefix: ClassVar[str] = "SIM_"
+
     #: Seconds to stream; 0 = forever.
     duration: NonNegativeSeconds = 0.0
     #: Events to stream; 0 = no limit.

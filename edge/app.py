@@ -13,7 +13,6 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Litestar, Request, Response, get
-from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath
@@ -29,6 +28,7 @@ from ofa_contract.auth import AuthSettings
 from ofa_contract.layout import DEFAULT_LAYOUT, Layout
 from ofa_contract.naming import decode_token
 from ofa_contract.runtime import ops_routes
+from ofa_contract.runtime.serve import cors_config
 from ofa_contract.settings import CommonSettings
 
 SSE_HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
@@ -103,17 +103,6 @@ def _node(state: State) -> EdgeNode:
     return node
 
 
-def _cors(settings: EdgeSettings) -> CORSConfig | None:
-    if not settings.cors_origins:
-        return None
-    return CORSConfig(
-        allow_origins=list(settings.cors_origins),
-        allow_methods=["GET"],
-        allow_headers=["Authorization", "Last-Event-ID"],
-        allow_credentials=True,
-    )
-
-
 def create_app(
     settings: EdgeSettings,
     common: CommonSettings,
@@ -128,7 +117,7 @@ def create_app(
         dependencies={"node": Provide(_node, sync_to_thread=False)},
         on_startup=[node.start],
         on_shutdown=[node.stop],
-        cors_config=_cors(settings),
+        cors_config=cors_config(settings.cors_origins),
         openapi_config=None,
         logging_config=None,
     )

@@ -22,6 +22,7 @@ from edge.metrics import EdgeMetrics
 from edge.registry import Registration
 from edge.resume import ResumePlanner
 from edge.settings import EdgeSettings
+from ofa_contract.asset_state import AssetStateReader, open_reader
 from ofa_contract.auth import Authorizer, AuthSettings
 from ofa_contract.compat import subscription_sid
 from ofa_contract.layout import DEFAULT_LAYOUT, Layout
@@ -61,6 +62,9 @@ class EdgeNode:
         self.hub: Hub | None = None
         self.planner: ResumePlanner | None = None
         self.registration: Registration | None = None
+        #: The asset_state reader of ``snapshot=true``: opened on first use, then kept (opening
+        #: the bucket is a JetStream request), forgotten on reconnect and on error.
+        self._state_reader: AssetStateReader | None = None
         #: Open SSE streams (the registry publishes it; admission compares it to the cap).
         self.streams = 0
         self.closing = False
@@ -206,7 +210,21 @@ class EdgeNode:
                 )
                 self.hub.kill_feed(feed, "edge dropped live data; reconnect")
 
+    async def state_reader(self) -> AssetStateReader | None:
+        """The asset_state reader (None while the bucket does not exist yet: the next call
+        looks again)."""
+        if self._state_reader is None:
+            if self.nc is None:
+                raise RuntimeError("NATS not connected")
+            self._state_reader = await open_reader(self.nc.jetstream(), self.layout.state_bucket)
+        return self._state_reader
+
+    def forget_state_reader(self) -> None:
+        """Reopen the asset_state bucket on the next snapshot (after a reconnect or an error)."""
+        self._state_reader = None
+
     async def _on_reconnect(self) -> None:
+        self.forget_state_reader()
         # Live messages published while disconnected are gone from the live path: every
         # client resumes from its Last-Event-ID, which reads them from the stream.
         if self.hub is not None:

@@ -22,7 +22,7 @@ from edge.fanout import AssetFeed, Client
 from edge.node import EdgeNode
 from edge.resume import HistoryError, Reset, replay
 from edge.transport import CloseWatchdog
-from ofa_contract.asset_state import open_reader, snapshot_json
+from ofa_contract.asset_state import snapshot_json
 from ofa_contract.auth import AuthError, find_token
 from ofa_contract.naming import encode_token
 from ofa_contract.runtime import get_logger
@@ -186,9 +186,11 @@ def _on_cut(node: EdgeNode, watchdog: CloseWatchdog) -> Callable[[], None]:
 
 
 async def _snapshot(node: EdgeNode, req: StreamRequest) -> bytes | None:
-    assert node.nc is not None
-    reader = await open_reader(node.nc.jetstream(), node.layout.state_bucket)
-    return await snapshot_json(reader, req.asset_uuid, req.item_id)
+    try:
+        return await snapshot_json(await node.state_reader(), req.asset_uuid, req.item_id)
+    except Exception:
+        node.forget_state_reader()
+        raise
 
 
 async def _replay_frames(

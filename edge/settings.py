@@ -12,7 +12,7 @@ from typing import ClassVar
 import msgspec
 
 from ofa_contract.settings import (
-    NonEmptyStr,
+    HttpServiceSettings,
     NonNegativeFloat,
     NonNegativeInt,
     NonNegativeSeconds,
@@ -22,14 +22,13 @@ from ofa_contract.settings import (
 )
 
 
-class EdgeSettings(msgspec.Struct, kw_only=True, frozen=True):
-    """Settings of one edge node (environment prefix ``EDGE_``)."""
+class EdgeSettings(HttpServiceSettings, kw_only=True, frozen=True):
+    """Settings of one edge node (environment prefix ``EDGE_``; ``EDGE_HOST``, ``EDGE_PORT``,
+    ``EDGE_CORS_ORIGINS``... are the :class:`~ofa_contract.settings.HttpServiceSettings`')."""
 
     env_prefix: ClassVar[str] = "EDGE_"
 
-    #: Interface to listen on (``EDGE_HOST``).
-    host: NonEmptyStr = "127.0.0.1"
-    #: TCP port (``EDGE_PORT``); 0 picks a free port.
+    #: TCP port; 0 picks a free port.
     port: Port = 8100
     #: URL clients reach this node at, published in the registry; default http://host:port.
     public_url: str = ""
@@ -61,13 +60,7 @@ class EdgeSettings(msgspec.Struct, kw_only=True, frozen=True):
     max_header_bytes: PositiveInt = 16384
     #: New streams per second this node accepts (token bucket, burst = 1 s); 0 = no limit.
     max_new_connections_per_s: NonNegativeFloat = 2000.0
-    #: Retry-After seconds sent with a 503.
-    retry_after_s: NonNegativeInt = 2
-    #: Origins allowed by CORS (e.g. ["https://dashboards.example"]); empty = CORS off.
-    cors_origins: list[str] = msgspec.field(default_factory=list)
     #: Seconds a history replay may wait for the next message before giving up.
     history_timeout_s: Seconds = 10.0
-    #: Seconds uvicorn waits for streams to end after SIGTERM.
-    shutdown_grace_s: NonNegativeSeconds = 5.0
     #: Freeze start-up objects out of the garbage collector (cuts the p99 tail).
     gc_freeze: bool = True

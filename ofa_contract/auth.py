@@ -27,12 +27,17 @@ class AuthSettings(msgspec.Struct, kw_only=True, frozen=True):
 
     env_prefix: ClassVar[str] = "JWT_"
     env_names: ClassVar[dict[str, str]] = {"token_cookie": "JWT_TOKEN_COOKIE"}
+    #: Until issue 10 the edge and the router each read these under their own prefix
+    #: (``EDGE_JWT_SECRET``, ``ROUTER_TOKEN_COOKIE``...).
     env_aliases: ClassVar[dict[str, tuple[str, ...]]] = {
-        "secret": ("EDGE_JWT_SECRET", "ROUTER_JWT_SECRET"),
-        "public_key": ("EDGE_JWT_PUBLIC_KEY", "ROUTER_JWT_PUBLIC_KEY"),
-        "audience": ("EDGE_JWT_AUDIENCE", "ROUTER_JWT_AUDIENCE"),
-        "issuer": ("EDGE_JWT_ISSUER", "ROUTER_JWT_ISSUER"),
-        "token_cookie": ("EDGE_TOKEN_COOKIE", "ROUTER_TOKEN_COOKIE"),
+        field: (f"EDGE_{old}", f"ROUTER_{old}")
+        for field, old in (
+            ("secret", "JWT_SECRET"),
+            ("public_key", "JWT_PUBLIC_KEY"),
+            ("audience", "JWT_AUDIENCE"),
+            ("issuer", "JWT_ISSUER"),
+            ("token_cookie", "TOKEN_COOKIE"),
+        )
     }
 
     #: HS256 secret; setting it (or ``JWT_PUBLIC_KEY``) turns authentication on.

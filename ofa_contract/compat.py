@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.cluster import ClusterMetadata
 from aiokafka.producer import sender as _aiokafka_sender
 from nats.aio.client import Client as NatsClient
@@ -82,6 +82,23 @@ async def kafka_cluster_metadata(consumer: AIOKafkaConsumer) -> ClusterMetadata:
     return metadata
 
 
+async def kafka_committed_metadata(
+    consumer: AIOKafkaConsumer, partitions: list[TopicPartition]
+) -> dict[TopicPartition, str]:
+    """The metadata committed with the group's offsets of ``partitions`` (one request; a
+    partition without a commit is absent).
+
+    Why: ``AIOKafkaConsumer.commit`` takes ``(offset, metadata)`` but ``committed`` returns the
+    offset only; the group coordinator's ``fetch_committed_offsets`` (``consumer._coordinator``)
+    returns ``OffsetAndMetadata`` per partition.
+    """
+    if not partitions:
+        return {}
+    coordinator: Any = consumer._coordinator
+    got = await coordinator.fetch_committed_offsets(list(partitions))
+    return {tp: str(om.metadata or "") for tp, om in got.items() if om.offset >= 0}
+
+
 _backoff_lock = threading.Lock()
 
 
@@ -104,6 +121,7 @@ def lower_txn_retry_backoff(seconds: float) -> float:
 __all__ = [
     "CHECKED_VERSIONS",
     "kafka_cluster_metadata",
+    "kafka_committed_metadata",
     "lower_txn_retry_backoff",
     "nats_send_raw",
     "nats_set_reconnect",

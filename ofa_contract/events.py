@@ -9,7 +9,7 @@ forwards them byte for byte instead of re-serialising.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import msgspec
 
@@ -28,56 +28,45 @@ class BadRecord(ValueError):
     """
 
     kind = "bad_record"
+    #: Every subclass, registered by declaring it with its code: ``class X(BadRecord, kind=...)``.
+    _kinds: ClassVar[list[type[BadRecord]]] = []
+
+    def __init_subclass__(cls, *, kind: str, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.kind = kind
+        BadRecord._kinds.append(cls)
 
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
         self.detail = detail
 
 
-class NotJson(BadRecord):
+class NotJson(BadRecord, kind="not_json"):
     """The value is not valid UTF-8 JSON."""
 
-    kind = "not_json"
 
-
-class NotAnObject(BadRecord):
+class NotAnObject(BadRecord, kind="not_object"):
     """The value is JSON but not an object."""
 
-    kind = "not_object"
 
-
-class NoId(BadRecord):
+class NoId(BadRecord, kind="no_id"):
     """The object has no `ID`/`id` key, or it is empty or not a string."""
 
-    kind = "no_id"
 
-
-class NoKey(BadRecord):
+class NoKey(BadRecord, kind="no_key"):
     """The record has no key (the key must be the asset uuid)."""
 
-    kind = "no_key"
 
-
-class KeyNotUtf8(BadRecord):
+class KeyNotUtf8(BadRecord, kind="key_not_utf8"):
     """The record key is not valid UTF-8."""
 
-    kind = "key_not_utf8"
 
-
-class TooLarge(BadRecord):
+class TooLarge(BadRecord, kind="too_large"):
     """The value exceeds the configured maximum record size."""
 
-    kind = "too_large"
 
-
-BAD_RECORD_KINDS: tuple[type[BadRecord], ...] = (
-    NotJson,
-    NotAnObject,
-    NoId,
-    NoKey,
-    KeyNotUtf8,
-    TooLarge,
-)
+#: Every kind of bad record, in the order they are declared above.
+BAD_RECORD_KINDS: tuple[type[BadRecord], ...] = tuple(BadRecord._kinds)
 
 
 class AssetEvent(msgspec.Struct, frozen=True):

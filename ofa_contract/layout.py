@@ -187,7 +187,7 @@ class KafkaHeaders:
 
 
 class NatsHeaders:
-    """Header names on NATS messages (the bridge sets the first five, RePublish the rest)."""
+    """Header names on NATS messages (the bridge sets the first eight, RePublish the rest)."""
 
     #: ``<topic>:<partition>:<offset>``: JetStream's de-duplication key (:meth:`Layout.msg_id`).
     MSG_ID: Final = "Nats-Msg-Id"
@@ -196,6 +196,13 @@ class NatsHeaders:
     GROUP: Final = "Ofa-Group"
     #: Kafka record timestamp, milliseconds since the epoch.
     KAFKA_TS: Final = "Ofa-Kafka-Timestamp"
+    #: Coordinates of the source record in ``ofa_assets`` (from the derived record's
+    #: ``KafkaHeaders.SRC_*``; absent when the Kafka record has none). A derived partition may
+    #: hold one source record twice (at-least-once splitting); the gap watcher uses these to
+    #: tell a copy skipped on purpose from a lost record.
+    SRC_TOPIC: Final = "Ofa-Src-Topic"
+    SRC_PARTITION: Final = "Ofa-Src-Partition"
+    SRC_OFFSET: Final = "Ofa-Src-Offset"
     STREAM: Final = "Nats-Stream"
     SUBJECT: Final = "Nats-Subject"
     #: Stream sequence of a republished message and the previous one of the same subject.

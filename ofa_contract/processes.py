@@ -48,56 +48,34 @@ class ProcessSpec(msgspec.Struct, frozen=True, kw_only=True):
         return env_prefix(self.settings_class())
 
 
-#: Every process, in the order ``ofa-serving --help`` lists them.
-PROCESSES: tuple[ProcessSpec, ...] = (
+#: Every process, in the order ``ofa-serving --help`` lists them:
+#: (command, process, prefix, entry module, ``settings module:Class``, help). Entry functions are
+#: all called ``main``.
+_TABLE: tuple[tuple[str, str, str, str, str, str], ...] = (
+    ("simulate", "simulator", "SIM_", "compose.simulator", "compose.simulator:SimulateSettings",
+     "write a virtual factory's events to ofa_assets"),
+    ("split", "splitter", "SPLIT_", "splitter.main", "splitter.settings:SplitterSettings",
+     "split ofa_assets into per-group topics (exactly once)"),
+    ("bridge", "bridge worker", "BRIDGE_", "bridge.main", "bridge.settings:BridgeSettings",
+     "run one bridge worker: derived topics -> NATS JetStream"),
+    ("edge", "edge", "EDGE_", "edge.main", "edge.settings:EdgeSettings",
+     "run one SSE edge node"),
+    ("router", "router", "ROUTER_", "router.main", "router.settings:RouterSettings",
+     "run the public HTTP router (port 5555)"),
+    ("dev", "dev", "DEV_", "compose.dev", "compose.dev:DevSettings",
+     "run the whole stack locally with a simulated factory"),
+)  # fmt: skip
+
+PROCESSES: tuple[ProcessSpec, ...] = tuple(
     ProcessSpec(
-        command="simulate",
-        process="simulator",
-        entry="compose.simulator:main",
-        settings="compose.simulator:SimulateSettings",
-        help="write a virtual factory's events to ofa_assets",
-        prefix="SIM_",
-    ),
-    ProcessSpec(
-        command="split",
-        process="splitter",
-        entry="splitter.main:main",
-        settings="splitter.settings:SplitterSettings",
-        help="split ofa_assets into per-group topics (exactly once)",
-        prefix="SPLIT_",
-    ),
-    ProcessSpec(
-        command="bridge",
-        process="bridge worker",
-        entry="bridge.main:main",
-        settings="bridge.settings:BridgeSettings",
-        help="run one bridge worker: derived topics -> NATS JetStream",
-        prefix="BRIDGE_",
-    ),
-    ProcessSpec(
-        command="edge",
-        process="edge",
-        entry="edge.main:main",
-        settings="edge.settings:EdgeSettings",
-        help="run one SSE edge node",
-        prefix="EDGE_",
-    ),
-    ProcessSpec(
-        command="router",
-        process="router",
-        entry="router.main:main",
-        settings="router.settings:RouterSettings",
-        help="run the public HTTP router (port 5555)",
-        prefix="ROUTER_",
-    ),
-    ProcessSpec(
-        command="dev",
-        process="dev",
-        entry="compose.dev:main",
-        settings="compose.dev:DevSettings",
-        help="run the whole stack locally with a simulated factory",
-        prefix="DEV_",
-    ),
+        command=command,
+        process=process,
+        prefix=prefix,
+        entry=f"{module}:main",
+        settings=settings,
+        help=help_,
+    )
+    for command, process, prefix, module, settings, help_ in _TABLE
 )
 
 #: Shared settings Structs read without a process prefix, documented first: ``module:Class``.

@@ -247,3 +247,34 @@ class CommonSettings(msgspec.Struct, kw_only=True, frozen=True):
     #: "json" for one JSON object per line, "text" for humans; unset: text on a terminal,
     #: json otherwise.
     log_format: LogFormat = "json"
+
+
+class HttpServiceSettings(msgspec.Struct, kw_only=True, frozen=True):
+    """What every process serving HTTP to clients (edge, router) reads under its own prefix;
+    a subclass declares ``env_prefix`` and its own default ``port``."""
+
+    #: Interface to listen on; containers set ``0.0.0.0``.
+    host: NonEmptyStr = "127.0.0.1"
+    #: TCP port; 0 picks a free port.
+    port: Port = 0
+    #: Origins allowed by CORS on every route (e.g. ``https://dashboards.example``, comma-separated
+    #: or a JSON list; ``*`` allows any); empty = CORS off. In the router's redirect mode the
+    #: edges must allow the origin ``null`` (``EDGE_CORS_ORIGINS``): see the README.
+    cors_origins: list[str] = msgspec.field(default_factory=list)
+    #: ``Retry-After`` seconds sent with a 503 (edge full, or no edge serves the group).
+    retry_after_s: NonNegativeInt = 2
+    #: Seconds uvicorn waits for open streams to end after SIGTERM before closing them.
+    shutdown_grace_s: NonNegativeSeconds = 5.0
+
+
+class KafkaWorkerSettings(msgspec.Struct, kw_only=True, frozen=True):
+    """What every Kafka consumer-group process without a public HTTP API (splitter, bridge)
+    reads under its own prefix; a subclass declares ``env_prefix`` and its defaults."""
+
+    #: Kafka consumer group session timeout (ms): how fast a killed instance's partitions move.
+    session_timeout_ms: PositiveInt = 10000
+    #: Kafka consumer group heartbeat interval (ms).
+    heartbeat_interval_ms: PositiveInt = 3000
+    #: Operations HTTP server (/health /ready /metrics); port 0 = pick a free port.
+    ops_host: NonEmptyStr = "127.0.0.1"
+    ops_port: Port = 0

@@ -26,7 +26,6 @@ import anyio
 import httpx
 import msgspec
 from litestar import Litestar, MediaType, Request, Response, get
-from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.enums import ScopeType
 from litestar.exceptions import HTTPException
@@ -41,6 +40,7 @@ from ofa_contract.auth import AuthError, TokenSource, find_token
 from ofa_contract.naming import decode_token, encode_token
 from ofa_contract.registry import EdgeEntry
 from ofa_contract.runtime import cancel_and_wait, get_logger, ops_routes
+from ofa_contract.runtime.serve import cors_config
 from router.asset_router import asset_route
 from router.service import RouterService
 
@@ -441,19 +441,6 @@ def _ops(svc: RouterService) -> Any:
     return ops_routes(svc.ready_issues, svc.metrics.registry, svc.info)
 
 
-def _cors(origins: list[str]) -> CORSConfig | None:
-    """CORS for ``ROUTER_CORS_ORIGINS`` (None = off). EventSource sends no custom headers; a
-    fetch()-based SSE client may send these two."""
-    if not origins:
-        return None
-    return CORSConfig(
-        allow_origins=list(origins),
-        allow_methods=["GET"],
-        allow_headers=["Authorization", "Last-Event-ID"],
-        allow_credentials=True,
-    )
-
-
 def create_app(svc: RouterService, *, manage_service: bool = True) -> Litestar:
     """The Litestar app; with ``manage_service`` its lifespan starts and stops ``svc``."""
 
@@ -481,7 +468,7 @@ def create_app(svc: RouterService, *, manage_service: bool = True) -> Litestar:
         lifespan=[lifespan],
         middleware=[_count_requests(svc)],
         exception_handlers=EXCEPTION_HANDLERS,
-        cors_config=_cors(svc.settings.cors_origins),
+        cors_config=cors_config(svc.settings.cors_origins),
         openapi_config=OpenAPIConfig(
             title="ofa-serving router",
             version=__version__,
@@ -499,6 +486,6 @@ def create_asset_router_app(svc: RouterService) -> Litestar:
         state=State({"service": svc}),
         middleware=[_count_requests(svc)],
         exception_handlers=EXCEPTION_HANDLERS,
-        cors_config=_cors(svc.settings.cors_origins),
+        cors_config=cors_config(svc.settings.cors_origins),
         openapi_config=None,
     )

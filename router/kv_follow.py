@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -37,28 +38,23 @@ class Registration(msgspec.Struct, Generic[T]):
     seen: float
 
 
+@dataclasses.dataclass(eq=False)
 class KvFollower(Generic[T]):
     """Keeps ``key -> value`` of one bucket, following it with a KV watcher."""
 
-    def __init__(
-        self,
-        js_getter: Callable[[], Any],
-        bucket: str,
-        type_: type[T],
-        stale_s: float,
-        on_change: Callable[[str], None] | None = None,
-    ) -> None:
-        self._js_getter = js_getter
-        self.bucket = bucket
-        self._type = type_
-        self.stale_s = stale_s
-        self._on_change = on_change
-        self._entries: dict[str, Registration[T]] = {}
-        self._task: asyncio.Task[None] | None = None
-        self.kv: KeyValue | None = None
-        self.watching = False
-        self.last_error = ""
-        self.bad_values = 0
+    #: Returns the JetStream context of the current connection (raises while there is none).
+    js_getter: Callable[[], Any]
+    bucket: str
+    type_: type[T]
+    stale_s: float
+    #: Called with the key of every entry that appeared, changed or went away.
+    on_change: Callable[[str], None] | None = None
+    kv: KeyValue | None = dataclasses.field(default=None, init=False)
+    watching: bool = dataclasses.field(default=False, init=False)
+    last_error: str = dataclasses.field(default="", init=False)
+    bad_values: int = dataclasses.field(default=0, init=False)
+    _entries: dict[str, Registration[T]] = dataclasses.field(default_factory=dict, init=False)
+    _task: asyncio.Task[None] | None = dataclasses.field(default=None, init=False)
 
     def start(self) -> None:
         """Start following in the background (the bucket may not exist yet)."""
@@ -85,7 +81,7 @@ class KvFollower(Generic[T]):
     async def _run(self) -> None:
         while True:
             try:
-                js = self._js_getter()
+                js = self.js_getter()
                 self.kv = await js.key_value(self.bucket)
                 watcher = await self.kv.watchall()
                 self.watching = True
@@ -124,11 +120,11 @@ class KvFollower(Generic[T]):
     def _apply(self, entry: Any, initial: bool) -> None:
         key = str(entry.key)
         if entry.operation in (KV_DEL, KV_PURGE) or not entry.value:
-            if self._entries.pop(key, None) is not None and self._on_change:
-                self._on_change(key)
+            if self._entries.pop(key, None) is not None and self.on_change:
+                self.on_change(key)
             return
         try:
-            value = msgspec.json.decode(entry.value, type=self._type)
+            value = msgspec.json.decode(entry.value, type=self.type_)
         except msgspec.DecodeError as exc:
             self.bad_values += 1
             log.warning("bad value in KV %s key %s: %s", self.bucket, key, exc)
@@ -139,5 +135,5 @@ class KvFollower(Generic[T]):
             # Left over from before we started: it is only as fresh as its own timestamp says.
             seen -= max(0.0, time.time() - updated_ms / 1000)
         self._entries[key] = Registration(value=value, seen=seen)
-        if self._on_change:
-            self._on_change(key)
+        if self.on_change:
+            self.on_change(key)

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import httpx
 from nats.aio.client import Client as NatsClient
@@ -26,7 +27,7 @@ from ofa_contract.layout import Layout
 from ofa_contract.registry import BridgeEntry
 from ofa_contract.runtime import cancel_and_wait, get_logger, wait_for_service
 from ofa_contract.runtime.connect import connect_nats
-from ofa_contract.runtime.metrics import MetricFactory
+from ofa_contract.runtime.metrics import MetricSet, counter, gauge, histogram
 from ofa_contract.settings import CommonSettings
 from router.edge_picker import EdgePicker
 from router.group_index import GroupIndex
@@ -34,33 +35,36 @@ from router.kv_follow import KvFollower
 from router.settings import RouterSettings
 
 log = get_logger("router", __name__)
+R = TypeVar("R")
 
 
-class Metrics:
+class Metrics(MetricSet):
     """The router's Prometheus metrics (``ofa_router_*``), in a registry of its own."""
 
+    component = "router"
+
+    requests = counter(
+        "requests", "HTTP requests answered, by route and status", ("route", "status")
+    )
+    redirects = counter("redirects", "Streams sent to an edge (307)", ("group",))
+    proxied = counter("proxy_streams", "Streams proxied to an edge", ("group",))
+    proxy_open = gauge("proxy_streams_open", "Proxied streams open now")
+    proxy_bytes = counter("proxy_bytes", "SSE bytes passed through in proxy mode")
+    edge_failures = counter(
+        "edge_connect_failures",
+        "Proxy connections to an edge that failed (the next edge was tried)",
+    )
+    no_edge = counter("no_edge", "Streams refused with 503 for lack of an edge")
+    state_latency = histogram(
+        "asset_state_seconds",
+        "Time to answer /asset_state from the KV bucket",
+        (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+    )
+    edges_live = gauge("edges_live", "Live edges")
+    assets_indexed = gauge("assets_indexed", "Assets in the group index")
+
     def __init__(self, registry: CollectorRegistry) -> None:
-        m = MetricFactory("router", registry)
-        self.registry = registry
-        self.requests = m.counter(
-            "requests", "HTTP requests answered, by route and status", ("route", "status")
-        )
-        self.redirects = m.counter("redirects", "Streams sent to an edge (307)", ("group",))
-        self.proxied = m.counter("proxy_streams", "Streams proxied to an edge", ("group",))
-        self.proxy_open = m.gauge("proxy_streams_open", "Proxied streams open now")
-        self.proxy_bytes = m.counter("proxy_bytes", "SSE bytes passed through in proxy mode")
-        self.edge_failures = m.counter(
-            "edge_connect_failures",
-            "Proxy connections to an edge that failed (the next edge was tried)",
-        )
-        self.no_edge = m.counter("no_edge", "Streams refused with 503 for lack of an edge")
-        self.state_latency = m.histogram(
-            "asset_state_seconds",
-            "Time to answer /asset_state from the KV bucket",
-            (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
-        )
-        self.edges_live = m.gauge("edges_live", "Live edges")
-        self.assets_indexed = m.gauge("assets_indexed", "Assets in the group index")
+        super().__init__(registry)
 
 
 class RouterService:
@@ -114,36 +118,40 @@ class RouterService:
             raise
         return True
 
-    async def _wait_kafka(self) -> None:
-        servers = self.common.kafka_bootstrap_servers
-        self.waiting["kafka"] = f"connecting to Kafka at {servers}"
-        started = await wait_for_service(
-            f"Kafka at {servers}",
-            "KAFKA_BOOTSTRAP_SERVERS",
-            self._start_index,
+    async def _wait_for(
+        self, key: str, what: str, variable: str, probe: Callable[[], Awaitable[R]]
+    ) -> R | None:
+        """``probe`` until it answers (None when stopping first), showing on /ready under ``key``
+        what is being waited for meanwhile."""
+        self.waiting[key] = f"connecting to {what}"
+        result = await wait_for_service(
+            what,
+            variable,
+            probe,
             self._stopping,
             log,
-            on_waiting=lambda why: self.waiting.__setitem__("kafka", why),
+            on_waiting=lambda why: self.waiting.__setitem__(key, why),
+        )
+        if result is not None:
+            self.waiting.pop(key, None)
+        return result
+
+    async def _wait_kafka(self) -> None:
+        servers = self.common.kafka_bootstrap_servers
+        started = await self._wait_for(
+            "kafka", f"Kafka at {servers}", "KAFKA_BOOTSTRAP_SERVERS", self._start_index
         )
         if started:
             self.index_started = True
-            self.waiting.pop("kafka", None)
 
     async def _wait_nats(self) -> None:
         url = self.common.nats_url
-        self.waiting["nats"] = f"connecting to NATS at {url}"
-        nc = await wait_for_service(
-            f"NATS at {url}",
-            "NATS_URL",
-            lambda: connect_nats(url, "ofa-router", log=log),
-            self._stopping,
-            log,
-            on_waiting=lambda why: self.waiting.__setitem__("nats", why),
+        nc = await self._wait_for(
+            "nats", f"NATS at {url}", "NATS_URL", lambda: connect_nats(url, "ofa-router", log=log)
         )
         if nc is None:
             return  # stopping
         self.nc = nc
-        self.waiting.pop("nats", None)
         log.info("connected to NATS", extra={"nats_url": url})
         self.edges.start()
         self.bridges.start()

@@ -11,11 +11,9 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-import msgspec
-
 from ofa_contract.settings import (
+    HttpServiceSettings,
     NonEmptyStr,
-    NonNegativeInt,
     NonNegativeSeconds,
     Port,
     PositiveInt,
@@ -23,13 +21,12 @@ from ofa_contract.settings import (
 )
 
 
-class RouterSettings(msgspec.Struct, kw_only=True, frozen=True):
-    """Every field is set by ``ROUTER_<FIELD>`` (e.g. ``ROUTER_MODE=proxy``)."""
+class RouterSettings(HttpServiceSettings, kw_only=True, frozen=True):
+    """Every field is set by ``ROUTER_<FIELD>`` (e.g. ``ROUTER_MODE=proxy``); ``ROUTER_HOST``,
+    ``ROUTER_CORS_ORIGINS``... are the :class:`~ofa_contract.settings.HttpServiceSettings`'."""
 
     env_prefix: ClassVar[str] = "ROUTER_"
 
-    #: Interface to listen on; containers set ``0.0.0.0``.
-    host: NonEmptyStr = "127.0.0.1"
     #: The OpenFactory serving layer listened on 5555; clients keep their URLs.
     port: Port = 5555
     #: ``proxy``: stream the edge's SSE bytes through the router on the client's connection, so
@@ -45,18 +42,12 @@ class RouterSettings(msgspec.Struct, kw_only=True, frozen=True):
     edge_stale_s: Seconds = 10.0
     #: Same for bridge workers (they heartbeat every 5 s; their bucket's TTL is 30 s).
     bridge_stale_s: Seconds = 30.0
-    #: ``Retry-After`` seconds sent with 503 when no edge serves a group.
-    retry_after_s: NonNegativeInt = 2
     #: Proxy mode: seconds to connect to an edge before trying the next one.
     proxy_connect_timeout_s: Seconds = 3.0
     #: Proxy mode: after this many seconds without a byte from the edge, send a ``: keepalive``
     #: comment between events, so clients with a short read timeout (httpx: 5 s) stay connected
     #: on a quiet asset (the edge pings every 15 s). 0 turns it off.
     proxy_keepalive_s: NonNegativeSeconds = 3.0
-    #: Origins allowed by CORS on every route (e.g. ``https://dashboards.example``, comma-separated
-    #: or a JSON list; ``*`` allows any); empty = CORS off. In redirect mode the edges must allow
-    #: the origin ``null`` (``EDGE_CORS_ORIGINS``): see the README.
-    cors_origins: list[str] = msgspec.field(default_factory=list)
     #: OpenFactory's asset router (``GET /asset/{uuid}``) is always served on ``ROUTER_PORT``;
     #: a port here serves it on a second listener too (OpenFactory's clients default to 8002).
     #: 0 = no second listener.
@@ -70,8 +61,6 @@ class RouterSettings(msgspec.Struct, kw_only=True, frozen=True):
     asset_cluster_name: NonEmptyStr = "C1"
     #: Seconds a /ready dependency check may take before it counts as failed.
     ready_timeout_s: Seconds = 3.0
-    #: Seconds uvicorn waits for open streams on shutdown before closing them.
-    shutdown_grace_s: NonNegativeSeconds = 5.0
     #: The attribute the dashboard groups assets by (the splitter's grouping attribute).
     group_attribute: NonEmptyStr = "workcenter"
     #: Maximum number of assets listed by the dashboard's JSON endpoint.

@@ -75,6 +75,7 @@ from aiokafka.errors import ProducerFenced
 from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 from prometheus_client import CollectorRegistry
 
+from ofa_contract import compat
 from ofa_contract.compat import lower_txn_retry_backoff
 from ofa_contract.events import BadRecord, decode_record
 from ofa_contract.layout import KafkaHeaders as H
@@ -83,6 +84,7 @@ from ofa_contract.runtime import get_logger
 from ofa_contract.runtime.rebalance import GuardedRebalanceListener
 from ofa_contract.settings import CommonSettings
 from ofa_contract.topics import AssetGroup, GroupAnnouncement
+from splitter.delivery import AtLeastOnce, changelog_mark, consumer_options
 from splitter.global_table import GlobalTable
 from splitter.grouping import FollowsTable, GroupingStrategy
 from splitter.metrics import SplitterMetrics
@@ -185,6 +187,12 @@ class Splitter:
         self._rebalancing = False
         self._table: GlobalTable | None = None
         self._waiting = ""
+        #: The at_least_once mode's state (None in exactly_once mode).
+        self._alo = (
+            AtLeastOnce(settings, self.metrics, layout.changelog_topic)
+            if settings.delivery == "at_least_once"
+            else None
+        )
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -232,6 +240,7 @@ class Splitter:
             max_partition_fetch_bytes=max(s.max_record_bytes * 2, 1024 * 1024),
             fetch_max_bytes=max(s.max_record_bytes * 4, 50 * 1024 * 1024),
             max_poll_records=s.max_batch_records,
+            **consumer_options(s),
         )
         await self._consumer.start()
         listener = GuardedRebalanceListener(self._on_assigned, self._on_revoked, self._failed)
@@ -256,6 +265,8 @@ class Splitter:
         """Abort anything still open, leave the group, close every client; every step is
         bounded by ``timeout`` seconds (see :mod:`splitter.teardown`), so a dead or cut-off
         broker cannot hold the process."""
+        # at_least_once: the final offset commit (bounded; on failure the next owner replays).
+        await bounded(self._close_delivery(), timeout, "the final offset commit")
         parts = list(self._parts.values())
         self._parts.clear()
         self._ready_parts.clear()
@@ -339,6 +350,9 @@ class Splitter:
         consumer: AIOKafkaConsumer,
         batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]],
     ) -> None:
+        if self._alo is not None:
+            await self._alo_cycle(batch)
+            return
         s = self.settings
         cycle = _Cycle()
         started = time.monotonic()
@@ -395,7 +409,8 @@ class Splitter:
                 # Not (yet) ours: its position is reset by the assignment's seek.
                 continue
             if not part.in_txn:
-                await part.producer.begin_transaction()
+                if self._alo is None:
+                    await part.producer.begin_transaction()
                 part.in_txn = True
                 cycle.touched.append(part)
             producer = part.producer
@@ -564,6 +579,11 @@ class Splitter:
         m = self.metrics
         m.commit_latency.observe(time.monotonic() - started)
         m.transactions.labels("commit").inc(len(cycle.touched))
+        self._count(cycle)
+
+    def _count(self, cycle: _Cycle) -> None:
+        """Count a committed (exactly_once) or sent (at_least_once) cycle into the metrics."""
+        m = self.metrics
         m.cycle_records.observe(cycle.count)
         for group, n in cycle.out.items():
             m.records_out.labels(group).inc(n)
@@ -574,6 +594,89 @@ class Splitter:
         if cycle.regrouped:
             m.regrouped.inc(cycle.regrouped)
             m.table_size.set(sum(len(p.table) for p in self._parts.values()))
+
+    # ---------------------------------------------------------------- at_least_once
+
+    async def _alo_cycle(
+        self, batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
+    ) -> None:
+        """Send a batch as it arrived (no transaction, no waiting for more); the periodic
+        commit (:meth:`_alo_commit`) commits the offsets once the sends are acknowledged."""
+        alo = self._alo
+        assert alo is not None
+        cycle = _Cycle()
+        try:
+            await self._process(batch, cycle)
+        except BaseException:
+            # Positions may be past records that were not sent: commit nothing more.
+            alo.broken = True
+            self._ready_parts.clear()
+            raise
+        for part in cycle.touched:
+            part.in_txn = False
+        alo.sent(cycle.sent)
+        self._count(cycle)
+        alo.start(self._alo_tick, self._alo_failed)
+        self._update_lag()
+
+    async def _alo_tick(self) -> None:
+        async with self._lock:
+            await self._alo_commit()
+
+    def _alo_failed(self, exc: Exception) -> None:
+        log.error("at_least_once commit failed", extra={"error": repr(exc)})
+        self._fatal = exc
+
+    async def _alo_commit(self) -> None:
+        """Commit the processed position of every owned partition (call with the lock)."""
+        alo = self._alo
+        consumer = self._consumer
+        if alo is None or consumer is None:
+            return
+        offsets = {
+            TopicPartition(self.input_topic, n): self._parts[n].next_offset
+            for n in self._ready_parts
+            if n in self._parts
+        }
+        await alo.commit(consumer, offsets)
+
+    async def _alo_restore_marks(
+        self, consumer: AIOKafkaConsumer, new: list[int]
+    ) -> dict[TopicPartition, int]:
+        """at_least_once: where to stop reading each new partition's changelog (the mark its
+        committed offset carries), remembered for the next commits."""
+        alo = self._alo
+        if alo is None or not new:
+            return {}
+        tps = [TopicPartition(self.input_topic, n) for n in new]
+        saved = await compat.kafka_committed_metadata(consumer, tps)
+        log_tps = [TopicPartition(self.layout.changelog_topic, n) for n in new]
+        ends = await consumer.end_offsets(log_tps)
+        until: dict[TopicPartition, int] = {}
+        for tp, log_tp in zip(tps, log_tps, strict=True):
+            # Never committed: whatever the changelog holds was written for records that will
+            # be replayed from the beginning. Committed without a mark (exactly_once): the
+            # changelog is exactly the committed state.
+            mark = changelog_mark(saved[tp]) if tp in saved else 0
+            until[log_tp] = ends[log_tp] if mark is None else min(mark, ends[log_tp])
+            alo.restored(tp.partition, until[log_tp])
+        return until
+
+    async def _close_delivery(self) -> None:
+        """at_least_once: stop the periodic commit and, unless something failed, commit what
+        was sent (a graceful stop leaves no copies behind)."""
+        alo = self._alo
+        if alo is None:
+            return
+        await alo.stop()
+        if self._fatal is None and not alo.broken and self._ready_parts:
+            try:
+                async with self._lock:
+                    await self._alo_commit()
+            except Exception as exc:  # the next owner replays; the bridge drops the copies
+                log.warning("final offset commit failed", extra={"error": repr(exc)})
+        await alo.stop_producer()
+        alo.reset()
 
     async def _abort(self, cycle: _Cycle) -> None:
         for part in cycle.touched:
@@ -617,6 +720,10 @@ class Splitter:
         self._rebalancing = True
         async with self._lock:
             # The lock waits for a running cycle to commit: nothing is left open here.
+            if self._alo is not None:
+                # Sent records' offsets are committed before the partitions move on.
+                await self._alo_commit()
+                self._alo.forget([tp.partition for tp in revoked])
             self._epoch += 1
             self._ready_parts.clear()
             for tp in revoked:
@@ -635,6 +742,8 @@ class Splitter:
             for number in list(self._parts):
                 if number not in mine:
                     part = self._parts.pop(number)
+                    if self._alo is not None:
+                        continue  # the producer is shared (stopped on close)
                     with contextlib.suppress(Exception):
                         await part.producer.stop()
             bad = [n for n in mine if n >= self._changelog_partitions]
@@ -646,22 +755,7 @@ class Splitter:
             new = sorted(mine - set(self._parts))
             self._restoring = set(new)
             started = time.monotonic()
-            producers = await asyncio.gather(*(self._new_producer(n) for n in new))
-            if new and self._table is not None:
-                # The previous owner may have grouped by a newer table than we have read yet.
-                await self._table.sync(self.settings.restore_timeout_s)
-            # The producers' InitProducerId has fenced the previous owners and completed their
-            # open transactions, so the changelog and the committed offsets are now final.
-            tables: dict[int, dict[str, str]] = {n: {} for n in new}
-            for n in new:
-                await read_to_end(
-                    self._bootstrap,
-                    [TopicPartition(self.layout.changelog_topic, n)],
-                    apply_changelog(tables[n]),
-                    timeout=self.settings.restore_timeout_s,
-                )
-            for n, producer in zip(new, producers, strict=True):
-                self._parts[n] = _Partition(n, producer, tables[n], self._internal_topics())
+            tables = await self._start_partitions(consumer, new)
             if new:
                 self.metrics.restore_seconds.observe(time.monotonic() - started)
             for n in sorted(mine):
@@ -697,10 +791,51 @@ class Splitter:
                 },
             )
 
+    async def _start_partitions(
+        self, consumer: AIOKafkaConsumer, new: list[int]
+    ) -> dict[int, dict[str, str]]:
+        """Give each new partition its producer and its table restored from the changelog;
+        on failure the producers made so far are closed (they are in no ``_parts`` yet)."""
+        made = await asyncio.gather(*(self._new_producer(n) for n in new), return_exceptions=True)
+        producers = [p for p in made if not isinstance(p, BaseException)]
+        try:
+            for outcome in made:
+                if isinstance(outcome, BaseException):
+                    raise outcome
+            if new and self._table is not None:
+                # The previous owner may have grouped by a newer table than we have read yet.
+                await self._table.sync(self.settings.restore_timeout_s)
+            # The producers' InitProducerId has fenced the previous owners and completed their
+            # open transactions, so the changelog and the committed offsets are now final.
+            tables: dict[int, dict[str, str]] = {n: {} for n in new}
+            until = await self._alo_restore_marks(consumer, new)
+            for n in new:
+                await read_to_end(
+                    self._bootstrap,
+                    [TopicPartition(self.layout.changelog_topic, n)],
+                    apply_changelog(tables[n]),
+                    timeout=self.settings.restore_timeout_s,
+                    until=until,
+                )
+        except BaseException:
+            if self._alo is None:  # at_least_once shares one producer, stopped on close
+                await asyncio.gather(
+                    *(
+                        stop_producer(p, 10, "producer of a partition being assigned")
+                        for p in producers
+                    )
+                )
+            raise
+        for n, producer in zip(new, producers, strict=True):
+            self._parts[n] = _Partition(n, producer, tables[n], self._internal_topics())
+        return tables
+
     async def _probe(self, consumer: AIOKafkaConsumer, parts: list[_Partition]) -> None:
         """Commit one transaction per new partition that only re-commits its position, so that
         /ready stays false until a transaction can commit (the transaction and group
         coordinators of a fresh cluster load their logs first) and a failure shows at once."""
+        if self._alo is not None:
+            return  # no transactions to check (an offset commit here would stall the join)
         self._probing = {p.number for p in parts}
 
         async def probe(part: _Partition) -> None:
@@ -727,6 +862,8 @@ class Splitter:
             ) from None
 
     async def _new_producer(self, number: int) -> AIOKafkaProducer:
+        if self._alo is not None:
+            return await self._alo.new_producer(self._bootstrap, self._internal_topics())
         s = self.settings
         # aiokafka waits a hard-coded 20 ms before retrying the AddPartitionsToTxn that starts a
         # transaction after CONCURRENT_TRANSACTIONS, which the broker answers until it has

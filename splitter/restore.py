@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterable
-from typing import TypeVar
+from typing import Required, TypedDict, TypeVar, Unpack
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
@@ -29,15 +29,22 @@ class RestoreTimeout(TimeoutError):
     """A compacted topic could not be read to its end within the deadline."""
 
 
+class ReadBounds(TypedDict, total=False):
+    """How far :func:`drain_to_end` reads: ``timeout`` (seconds, required) for the whole read,
+    ``until`` the offset per partition to stop at when lower than the partition's end."""
+
+    timeout: Required[float]
+    until: dict[TopicPartition, int] | None
+
+
 async def read_to_end(
     bootstrap: str,
     parts: Iterable[TopicPartition],
     apply: Callable[[ConsumerRecord[bytes, bytes]], None],
-    *,
-    timeout: float,
+    **bounds: Unpack[ReadBounds],
 ) -> int:
-    """Read ``parts`` from the beginning to their last stable offset, calling ``apply`` per
-    record; return the number of records read."""
+    """:func:`drain_to_end` with a consumer of its own, assigned ``parts``; return the number
+    of records read."""
     tps = list(parts)
     if not tps:
         return 0
@@ -45,7 +52,7 @@ async def read_to_end(
     await consumer.start()
     try:
         consumer.assign(tps)
-        return await drain_to_end(consumer, tps, apply, timeout=timeout)
+        return await drain_to_end(consumer, tps, apply, **bounds)
     finally:
         await consumer.stop()
 
@@ -67,12 +74,17 @@ async def drain_to_end(
     apply: Callable[[ConsumerRecord[bytes, bytes]], None],
     *,
     timeout: float,
+    until: dict[TopicPartition, int] | None = None,
 ) -> int:
     """Seek the assigned ``tps`` to the beginning and read them to the end offsets they have
-    now, calling ``apply`` per record; the consumer stays usable to follow them afterwards."""
+    now (or to ``until``'s, when lower), calling ``apply`` per record; the consumer stays usable
+    to follow them afterwards."""
     count = 0
     await consumer.seek_to_beginning(*tps)
     ends = await consumer.end_offsets(tps)
+    for tp, stop in (until or {}).items():
+        if tp in ends:
+            ends[tp] = min(ends[tp], stop)
     deadline = time.monotonic() + timeout
     pending = {tp for tp in tps if ends[tp] > 0}
     while pending:
@@ -89,8 +101,10 @@ async def drain_to_end(
                 f"within {timeout:.0f}s"
             )
         batch = await consumer.getmany(*pending, timeout_ms=200, max_records=10000)
-        for records in batch.values():
+        for tp, records in batch.items():
             for rec in records:
+                if rec.offset >= ends[tp]:
+                    break  # past ``until``: the position check above ends this partition
                 apply(rec)
                 count += 1
         await asyncio.sleep(0)

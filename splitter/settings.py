@@ -10,16 +10,23 @@ and the transactional-id prefix are settings, so several deployments can share o
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import msgspec
 
 from ofa_contract.events import DEFAULT_MAX_RECORD_BYTES
-from ofa_contract.settings import NonEmptyStr, Port, PositiveInt, Seconds
+from ofa_contract.settings import (
+    KafkaWorkerSettings,
+    NonEmptyStr,
+    NonNegativeInt,
+    Port,
+    PositiveInt,
+    Seconds,
+)
 from ofa_contract.topics import DEFAULT_GROUP
 
 
-class SplitterSettings(msgspec.Struct, kw_only=True, frozen=True):
+class SplitterSettings(KafkaWorkerSettings, kw_only=True, frozen=True):
     """``SPLIT_<FIELD>`` environment variables; defaults in the field comments."""
 
     env_prefix: ClassVar[str] = "SPLIT_"
@@ -56,6 +63,20 @@ class SplitterSettings(msgspec.Struct, kw_only=True, frozen=True):
     topic_replication: PositiveInt = 1
     #: ``retention.ms`` of derived topics (-1 = forever).
     topic_retention_ms: int = 7 * 24 * 3600 * 1000
+    #: ``exactly_once``: records, changelog and input offsets in one Kafka transaction per input
+    #: partition and cycle; derived-topic readers (read_committed) see each record once.
+    #: ``at_least_once``: idempotent producers, records sent as they arrive, input offsets
+    #: committed every ``offset_commit_interval_ms`` after their sends were acknowledged; after a
+    #: splitter crash derived topics hold copies, which the bridge drops (SSE/NATS clients still
+    #: see each event once). Cost and latency of each: README "Splitter delivery modes".
+    delivery: Literal["exactly_once", "at_least_once"] = "exactly_once"
+    #: ``at_least_once``: how often (ms) input offsets are committed (a crash replays at most
+    #: about this much input; each commit is one broker round trip).
+    offset_commit_interval_ms: PositiveInt = 500
+    #: ``at_least_once``: how long (ms) the broker may hold a fetch of the input to gather
+    #: records (up to 1 MiB): fewer, fuller fetches and sends, for at most this much latency;
+    #: 0 = answer each fetch as soon as a record is there. (exactly_once: not used.)
+    fetch_batch_ms: NonNegativeInt = 20
     #: Upper bound on the time a transaction stays open while more input keeps arriving.
     max_commit_interval_ms: PositiveInt = 100
     #: Upper bound on the records of one transaction cycle.
@@ -71,14 +92,9 @@ class SplitterSettings(msgspec.Struct, kw_only=True, frozen=True):
     #: (the broker still writes the previous commit's markers, about 1 ms). aiokafka hard-codes
     #: 20 ms; at 1k records/s several percent of the transactions start that way.
     txn_start_retry_ms: PositiveInt = 1
-    #: Consumer group session timeout (how fast a killed instance's partitions move).
-    session_timeout_ms: PositiveInt = 10000
-    #: Consumer group heartbeat interval.
-    heartbeat_interval_ms: PositiveInt = 3000
     #: Deadline for restoring the table of a newly assigned partition from the changelog.
     restore_timeout_s: Seconds = 120.0
     #: Operations HTTP server (/health /ready /metrics); port 0 = pick a free port.
-    ops_host: NonEmptyStr = "127.0.0.1"
     ops_port: Port = 9102
 
     def fallback_group(self) -> str:

@@ -4,14 +4,16 @@ Kept light (no nats, aiokafka, uvicorn or litestar import here, so ``ofa-serving
 stays fast); the heavier pieces live in submodules:
 
 - :mod:`.logs`: ``setup_logging``, ``JsonFormatter``, ``get_logger`` and the naming rules
-- :mod:`.metrics`: ``MetricFactory`` (the ``ofa_<component>_*`` metrics; imports prometheus_client)
+- :mod:`.metrics`: ``MetricSet``, ``MetricFactory`` (the ``ofa_<component>_*`` metrics;
+  imports prometheus_client)
 - :mod:`.signals`: ``install_stop_signals``
 - :mod:`.ops`: ``OpsServer``, ``ops_answer``, ``ops_routes`` (Litestar)
 - :mod:`.tasks`: ``cancel_and_wait``, ``BackgroundTasks``
 - :mod:`.waiting`: ``wait_for_service``, ``Backoff``
 - :mod:`.connect`: ``connect_nats``, ``ReconnectPolicy`` (imports nats)
 - :mod:`.rebalance`: ``GuardedRebalanceListener`` (imports aiokafka)
-- :mod:`.serve`: ``run_uvicorn``, ``build_server``, ``serve`` (imports uvicorn)
+- :mod:`.serve`: ``run_uvicorn``, ``build_server``, ``serve``, ``cors_config`` (imports uvicorn,
+  litestar)
 """
 
 from ofa_contract.runtime.logs import (

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 import uvicorn
+from litestar.config.cors import CORSConfig
 
 from ofa_contract.runtime.tasks import cancel_and_wait
 
@@ -27,6 +28,19 @@ EXTRA_BOUND_S = 10.0
 StopCallback = Callable[[], Any]
 
 log = logging.getLogger("ofa_serving.contract.serve")
+
+
+def cors_config(origins: list[str]) -> CORSConfig | None:
+    """The CORS policy of an HTTP service (``<PREFIX>CORS_ORIGINS``; empty = CORS off).
+    EventSource sends no custom headers; a fetch()-based SSE client may send these two."""
+    if not origins:
+        return None
+    return CORSConfig(
+        allow_origins=list(origins),
+        allow_methods=["GET"],
+        allow_headers=["Authorization", "Last-Event-ID"],
+        allow_credentials=True,
+    )
 
 
 def build_server(app: Any, host: str, port: int, *, grace: float, **config: Any) -> uvicorn.Server:

@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import msgspec
 import nats
@@ -18,6 +19,7 @@ from bridge.settings import BridgeSettings
 from bridge.worker import BridgeWorker
 from ofa_contract.layout import Layout
 from ofa_contract.settings import CommonSettings, env_var
+from tests.support.kafka import create_topics
 from tests.support.names import layout_for
 
 
@@ -41,6 +43,27 @@ def bridge_settings(unique: str, **overrides: Any) -> BridgeSettings:
 def bridge_layout(unique: str) -> Layout:
     """Every Kafka and NATS name of the test under its own namespace."""
     return layout_for(unique)
+
+
+class BridgeCase(NamedTuple):
+    """What :func:`bridge_case` prepared for one test."""
+
+    settings: BridgeSettings
+    layout: Layout
+    #: The derived topics of the groups asked for, in their order.
+    topics: list[str]
+
+
+async def bridge_case(
+    kafka: str, unique: str, groups: Sequence[str], *, partitions: int, **overrides: Any
+) -> BridgeCase:
+    """The common arrange of a bridge test: its settings (:func:`bridge_settings` with
+    ``overrides``) and namespaced layout, and the derived topics of ``groups`` created with
+    ``partitions`` partitions."""
+    layout = bridge_layout(unique)
+    topics = [layout.group_topic(g) for g in groups]
+    await create_topics(kafka, topics, partitions=partitions)
+    return BridgeCase(bridge_settings(unique, **overrides), layout, topics)
 
 
 def env_for(settings: BridgeSettings, layout: Layout, kafka: str, nats_url: str) -> dict[str, str]:

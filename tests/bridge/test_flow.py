@@ -16,6 +16,7 @@ from ofa_contract.layout import Layout, NatsHeaders
 from ofa_contract.naming import encode_token
 from tests.bridge.support import (
     InProcessWorker,
+    bridge_case,
     bridge_layout,
     bridge_settings,
     read_stream,
@@ -31,10 +32,7 @@ from tests.support.wait import wait_until
 async def test_records_land_in_stream_live_and_kv(
     infra: Endpoints, nats_private: NatsProcess, unique: str
 ) -> None:
-    s = bridge_settings(unique)
-    layout = bridge_layout(unique)
-    t1, t2 = layout.group_topic("WC1"), layout.group_topic("WC 2/ü")
-    await create_topics(infra.kafka, [t1, t2], partitions=3)
+    s, layout, (t1, t2) = await bridge_case(infra.kafka, unique, ["WC1", "WC 2/ü"], partitions=3)
     samples = [x for x in load_samples() if x.get("key") == "VIRTUAL-TEMP-SENS-001"][:3]
     raw = [sample_record(x) for x in samples]
     headed = (b"A-1", item_event("temp", 0), [("trace", b"abc"), ("Nats-Rollup", b"all")])
@@ -138,10 +136,7 @@ async def _committed_all(w: InProcessWorker, metas: list[object]) -> bool:
 async def test_new_group_topic_is_picked_up_without_restart(
     infra: Endpoints, nats_private: NatsProcess, unique: str
 ) -> None:
-    s = bridge_settings(unique)
-    layout = bridge_layout(unique)
-    first = layout.group_topic("G1")
-    await create_topics(infra.kafka, [first], partitions=2)
+    s, layout, (first,) = await bridge_case(infra.kafka, unique, ["G1"], partitions=2)
     async with InProcessWorker(infra.kafka, nats_private.url, s, layout) as w:
         await produce(infra.kafka, first, [(b"a", item_event("x", 0), [])])
         await wait_until(
@@ -193,9 +188,9 @@ async def test_nats_restart_mid_flow_loses_and_duplicates_nothing(
         frozen_at = time.perf_counter()  # the clock of Entry.sent_at
 
         def stuck_unacked() -> int:
-            # Not the ofa_bridge_acks_in_flight gauge: it is sampled every 0.25 s and was seen
-            # at 705 while nothing was in flight (the worker was between Kafka fetches with every
-            # record acked), so nothing was re-sent. Proof instead, from the worker's trackers:
+            # Not the ofa_bridge_acks_in_flight gauge: it counts the publisher's window (when it
+            # was sampled every 0.25 s it was seen at 705 while nothing was in flight, so nothing
+            # was re-sent). Proof instead, from the worker's trackers:
             # a record published after the freeze cannot have been acked; and once the publisher
             # dropped the frozen connection (ack timeout, e.g. a window full of records sent just
             # before the freeze), late acks are ignored, so what is un-acked then stays so.
@@ -205,6 +200,8 @@ async def test_nats_restart_mid_flow_loses_and_duplicates_nothing(
             return sum(e.sent_at > frozen_at for e in unacked)
 
         stuck = await wait_until(stuck_unacked, timeout=10, what="records published, never acked")
+        # The gauge is read when scraped (a callback), so it is the publisher's window exactly.
+        assert w.metric("ofa_bridge_acks_in_flight") == len(w.worker.publisher._inflight)
         nats_private.kill()
 
         async def not_ready() -> bool:

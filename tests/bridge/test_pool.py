@@ -21,14 +21,12 @@ from compose.local_infra import NatsProcess, free_port
 from ofa_contract.layout import Layout, NatsHeaders
 from ofa_contract.registry import BridgeEntry
 from tests.bridge.support import (
-    bridge_layout,
-    bridge_settings,
+    bridge_case,
     env_for,
     read_stream,
     stream_holds,
 )
 from tests.helpers import Endpoints
-from tests.support.kafka import create_topics
 from tests.support.procs import ComponentProcess
 from tests.support.wait import wait_until
 
@@ -169,7 +167,14 @@ async def _check_stream(nats_url: str, layout: Layout, flow: Flow) -> None:
         assert seqs == list(range(flow.sent[asset])), f"{asset}: lost, duplicated or reordered"
 
 
-async def _run_pool_scenario(
+@pytest.mark.parametrize(
+    ("kills", "seconds"),
+    [
+        pytest.param(1, 12, id="one-kill"),
+        pytest.param(4, 60, id="repeated-kills", marks=pytest.mark.slow),
+    ],
+)
+async def test_pool_singleton_failover_exactly_once(
     infra: Endpoints,
     nats_private: NatsProcess,
     unique: str,
@@ -178,9 +183,7 @@ async def _run_pool_scenario(
     kills: int,
     seconds: float,
 ) -> None:
-    s = bridge_settings(unique)
-    layout = bridge_layout(unique)
-    await create_topics(infra.kafka, [layout.group_topic(g) for g in GROUPS], partitions=3)
+    s, layout, _ = await bridge_case(infra.kafka, unique, GROUPS, partitions=3)
     for i in range(3):
         _spawn(pool, s, layout, infra, nats_private.url, tmp_path, f"w{i}-{unique}")
     first = owners(await stable_assignment(infra.kafka, s, layout, 3))
@@ -263,24 +266,3 @@ async def _check_registry_and_ops(
 
 def _wid(p: ComponentProcess) -> str:
     return p.env["BRIDGE_WORKER_ID"]
-
-
-@pytest.mark.parametrize(
-    ("kills", "seconds"),
-    [
-        pytest.param(1, 12, id="one-kill"),
-        pytest.param(4, 60, id="repeated-kills", marks=pytest.mark.slow),
-    ],
-)
-async def test_pool_singleton_failover_exactly_once(
-    infra: Endpoints,
-    nats_private: NatsProcess,
-    unique: str,
-    tmp_path: Path,
-    pool: list[ComponentProcess],
-    kills: int,
-    seconds: float,
-) -> None:
-    await _run_pool_scenario(
-        infra, nats_private, unique, tmp_path, pool, kills=kills, seconds=seconds
-    )

@@ -7,11 +7,11 @@ import contextlib
 from typing import Any
 
 import msgspec
-import nats
 from aiokafka.admin import AIOKafkaAdminClient
 
 from ofa_contract.layout import Layout
 from tests.helpers import consume_all
+from tests.support.jetstream import stored_messages
 
 
 class _Attrs(msgspec.Struct):
@@ -42,28 +42,11 @@ async def _kafka_index(kafka: str, topics: list[str]) -> dict[tuple[str, int], s
 async def stream_index(url: str, layout: Layout, asset: str) -> dict[int, int]:
     """asset seq -> stream sequence, for every stored message of the asset in ``layout``'s
     stream (the stack's, namespaced: the default layout's stream does not exist there)."""
-    nc = await nats.connect(url, connect_timeout=5, max_reconnect_attempts=2)
     out: dict[int, int] = {}
-    try:
-        js = nc.jetstream()
-        sub = await js.subscribe(
-            layout.stream_filter(asset), stream=layout.stream, ordered_consumer=True
-        )
-        try:
-            while True:
-                try:
-                    m = await sub.next_msg(timeout=2)
-                except nats.errors.TimeoutError:
-                    break
-                s = _seq(m.data)
-                if s is not None:
-                    out[s] = m.metadata.sequence.stream
-                if m.metadata.num_pending == 0:
-                    break
-        finally:
-            await sub.unsubscribe()
-    finally:
-        await nc.close()
+    for m in await stored_messages(url, layout.stream, layout.stream_filter(asset), idle_timeout=2):
+        s = _seq(m.data)
+        if s is not None:
+            out[s] = m.metadata.sequence.stream
     return out
 
 

@@ -90,6 +90,7 @@ async def run_chaos(
     rounds: int,
     clients: int = 24,
     gap: tuple[float, float] = (2.0, 6.0),
+    delivery: str = "exactly_once",
 ) -> None:
     seed = int(os.environ.get("OFA_CHAOS_SEED") or random.SystemRandom().randrange(1 << 30))
     print(f"\nchaos seed {seed} (OFA_CHAOS_SEED={seed} replays the schedule)", flush=True)
@@ -98,7 +99,8 @@ async def run_chaos(
     mover = factory.assets[0]
     move_to = "WC3" if factory.workcenter[mover] != "WC3" else "WC2"
     kills_log: list[str] = []
-    async with running_stack(infra.kafka, nats, unique, log_dir) as stack:
+    env = {"SPLIT_DELIVERY": delivery}
+    async with running_stack(infra.kafka, nats, unique, log_dir, env=env) as stack:
         stop_flow = asyncio.Event()
         t_start = time.monotonic()
 
@@ -244,15 +246,28 @@ def log_dir(tmp_path: Path) -> Path:
     return path
 
 
+#: Both splitter delivery modes: SSE clients get each event once, in order, in each (the
+#: at_least_once run takes as long as the other, about 70 s here).
+@pytest.mark.parametrize("delivery", ["exactly_once", "at_least_once"])
 async def test_chaos_short(
-    infra: Endpoints, nats_private: NatsProcess, unique: str, tmp_path: Path
+    infra: Endpoints, nats_private: NatsProcess, unique: str, tmp_path: Path, delivery: str
 ) -> None:
-    await run_chaos(infra, nats_private, unique, log_dir(tmp_path), rate=1000, flow_s=55, rounds=1)
+    await run_chaos(
+        infra,
+        nats_private,
+        unique,
+        log_dir(tmp_path),
+        rate=1000,
+        flow_s=55,
+        rounds=1,
+        delivery=delivery,
+    )
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("delivery", ["exactly_once", "at_least_once"])
 async def test_chaos_long(
-    infra: Endpoints, nats_private: NatsProcess, unique: str, tmp_path: Path
+    infra: Endpoints, nats_private: NatsProcess, unique: str, tmp_path: Path, delivery: str
 ) -> None:
     await run_chaos(
         infra,
@@ -263,4 +278,5 @@ async def test_chaos_long(
         flow_s=240,
         rounds=4,
         gap=(2.0, 8.0),
+        delivery=delivery,
     )

@@ -12,6 +12,7 @@ from edge.main import build_server
 from edge.node import EdgeNode
 from edge.settings import EdgeSettings
 from ofa_contract.auth import AuthSettings
+from ofa_contract.layout import Layout
 from ofa_contract.runtime import cancel_and_wait
 from ofa_contract.runtime.serve import serve
 from ofa_contract.settings import CommonSettings
@@ -30,12 +31,18 @@ class RunningEdge:
 
 @contextlib.asynccontextmanager
 async def running_edge(
-    nats_url: str, *, auth: AuthSettings | None = None, **overrides: Any
+    nats_url: str,
+    *,
+    auth: AuthSettings | None = None,
+    layout: Layout | None = None,
+    **overrides: Any,
 ) -> AsyncIterator[RunningEdge]:
     port = free_port()
     overrides.setdefault("id", f"test-edge-{port}")
     settings = EdgeSettings(port=port, gc_freeze=False, **overrides)
-    server, node = build_server(settings, CommonSettings(nats_url=nats_url), auth=auth)
+    server, node = build_server(
+        settings, CommonSettings(nats_url=nats_url), layout=layout, auth=auth
+    )
     stop = asyncio.Event()
     task = asyncio.create_task(
         serve(server, on_stop=node.begin_shutdown, stop=stop, install_signals=False)

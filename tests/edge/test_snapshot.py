@@ -10,6 +10,7 @@ from tests.edge.conftest import running_edge
 from tests.edge.publisher import Publisher
 from tests.edge.sse_client import sse_get
 from tests.edge.test_stream import wait_subscribed
+from tests.support.wait import wait_until
 
 
 async def test_snapshot_renders_json_text_and_omits_unknown_items(
@@ -41,3 +42,45 @@ async def test_snapshot_renders_json_text_and_omits_unknown_items(
             await empty.close()
     finally:
         await pub.close()
+
+
+async def _snapshot_items(edge_url: str, asset: str) -> dict[str, str]:
+    c = await sse_get(f"{edge_url}/asset_stream?asset_uuid={asset}&snapshot=true")
+    try:
+        ev = await c.next_event()
+        assert ev is not None and ev.type == "asset_state"
+        return {d["id"]: d["value"] for d in json.loads(ev.data)["dataItems"]}
+    finally:
+        await c.close()
+
+
+async def test_snapshot_reader_is_opened_once_and_reopened_after_a_reconnect(
+    nats_private: NatsProcess,
+) -> None:
+    pub = await Publisher.connect(nats_private.url)
+    try:
+        await pub.publish("SNAP-2", "Temp", 1)
+    finally:
+        await pub.close()
+    async with running_edge(nats_private.url) as edge:
+        node = edge.state
+        assert await _snapshot_items(edge.url, "SNAP-2") == {"Temp": "1"}
+        first = node._state_reader
+        assert first is not None
+        assert await _snapshot_items(edge.url, "SNAP-2") == {"Temp": "1"}
+        assert node._state_reader is first  # the bucket was not opened again
+        nats_private.stop()
+        nats_private.start()
+        await nats_private.wait_ready()
+        await wait_until(
+            lambda: node._state_reader is None and node.serving,
+            timeout=30,
+            what="the edge to reconnect and forget its asset_state reader",
+        )
+        pub = await Publisher.connect(nats_private.url)
+        try:
+            await pub.publish("SNAP-2", "Temp", 2)
+        finally:
+            await pub.close()
+        assert await _snapshot_items(edge.url, "SNAP-2") == {"Temp": "2"}
+        assert node._state_reader is not None and node._state_reader is not first

@@ -6,13 +6,15 @@ import asyncio
 import inspect
 
 import nats
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.producer import sender
 from nats.aio.client import Client
 from nats.aio.subscription import Subscription
 
 from compose import local_infra
 from ofa_contract import compat
+from tests.helpers import Endpoints
+from tests.support.kafka import create_topics
 
 
 def test_nats_private_attributes_exist() -> None:
@@ -71,3 +73,26 @@ async def test_raw_hpub_and_subscription_sid_against_a_real_server(
         assert nc.options["reconnect_time_wait"] == 0.25
     finally:
         await nc.close()
+
+
+async def test_committed_metadata_round_trip_against_a_real_broker(
+    infra: Endpoints, unique: str
+) -> None:
+    """What a commit stores as ``(offset, metadata)`` is what kafka_committed_metadata reads
+    back (a partition without a commit is absent)."""
+    topic = f"t_compat_{unique}"
+    await create_topics(infra.kafka, [topic], partitions=2)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=infra.kafka, group_id=f"g_compat_{unique}", enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, 0), TopicPartition(topic, 1)]
+        consumer.assign(tps)
+        assert await compat.kafka_committed_metadata(consumer, tps) == {}
+        assert await compat.kafka_committed_metadata(consumer, []) == {}
+        await consumer.commit({tps[0]: (0, "ofa-src1;in=0:41")})
+        got = await compat.kafka_committed_metadata(consumer, tps)
+        assert got == {tps[0]: "ofa-src1;in=0:41"}
+    finally:
+        await consumer.stop()

@@ -11,10 +11,10 @@ import nats
 from compose.local_infra import NatsProcess
 from ofa_contract import openfactory
 from ofa_contract.layout import KafkaHeaders
-from tests.bridge.support import InProcessWorker, bridge_layout, bridge_settings, stream_holds
+from tests.bridge.support import InProcessWorker, bridge_case, stream_holds
 from tests.helpers import Endpoints
 from tests.openfactory.subscriber import OpenFactorySubscriber
-from tests.support.kafka import create_topics, produce
+from tests.support.kafka import produce
 from tests.support.samples import item_event
 from tests.support.wait import wait_until
 
@@ -22,10 +22,7 @@ from tests.support.wait import wait_until
 async def test_stored_records_reach_openfactory_subjects(
     infra: Endpoints, nats_private: NatsProcess, unique: str
 ) -> None:
-    s = bridge_settings(unique)
-    layout = bridge_layout(unique)
-    topic = layout.group_topic("WC1")
-    await create_topics(infra.kafka, [topic], partitions=2)
+    s, layout, (topic,) = await bridge_case(infra.kafka, unique, ["WC1"], partitions=2)
     # Odd ones as the splitter writes them from a LogAppendTime ofa_assets: the timestamp (the
     # source's) was the broker's, which OpenFactory's forwarder reports as "broker".
     appended = [(KafkaHeaders.SRC_TIMESTAMP_TYPE, b"1")]
@@ -96,10 +93,9 @@ async def test_stored_records_reach_openfactory_subjects(
 async def test_setting_turns_the_openfactory_layout_off(
     infra: Endpoints, nats_private: NatsProcess, unique: str
 ) -> None:
-    s = bridge_settings(unique, openfactory_subjects=False)
-    layout = bridge_layout(unique)
-    topic = layout.group_topic("WC1")
-    await create_topics(infra.kafka, [topic], partitions=1)
+    s, layout, (topic,) = await bridge_case(
+        infra.kafka, unique, ["WC1"], partitions=1, openfactory_subjects=False
+    )
     sdk = OpenFactorySubscriber(nats_private.url, "PROVER3018")
     await sdk.start()
     async with InProcessWorker(infra.kafka, nats_private.url, s, layout) as w:

@@ -14,6 +14,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client import CollectorRegistry
 
+from compose.simulator import Factory, simulate
 from ofa_contract.layout import KafkaHeaders, Layout
 from ofa_contract.settings import CommonSettings
 from splitter.engine import Splitter
@@ -243,3 +244,27 @@ def uns_value(asset: str, workcenter: str | None) -> bytes:
     return msgspec.json.encode(
         {"ASSET_UUID": asset, "UNS_ID": f"Acme/North/{workcenter}/{asset}", "UNS_LEVELS": levels}
     )
+
+
+class Seeded(msgspec.Struct, frozen=True, kw_only=True):
+    """A test's names and its input topic, holding ``written`` events of ``factory``."""
+
+    n: Names
+    factory: Factory
+    written: int
+
+
+async def seeded_input(
+    bootstrap: str,
+    unique: str,
+    factory: Factory,
+    *,
+    count: int,
+    rate: float = 5000,
+) -> Seeded:
+    """The common arrange of the splitter tests: the test's names, its input topic, and
+    ``count`` events of ``factory`` written to it."""
+    n = names(unique)
+    await make_input(bootstrap, n)
+    written = await simulate(factory, bootstrap, n.input, rate=rate, count=count)
+    return Seeded(n=n, factory=factory, written=written)

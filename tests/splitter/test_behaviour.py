@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import msgspec
 
-from compose.simulator import Factory, openfactory_record, simulate
+from compose.simulator import Factory, openfactory_record
 from ofa_contract import topics as contract_topics
 from ofa_contract.layout import KafkaHeaders
 from tests.helpers import Endpoints
@@ -18,6 +18,7 @@ from tests.splitter.support import (
     read_outputs,
     rec,
     running_splitter,
+    seeded_input,
     seq_of,
     settings_for,
     src_coord,
@@ -30,10 +31,8 @@ from tests.support.samples import load_samples, sample_record
 async def test_restore_after_restart_routes_without_the_workcenter_record(
     infra: Endpoints, unique: str
 ) -> None:
-    n = names(unique)
-    await make_input(infra.kafka, n)
     factory = Factory(6, 3, prefix=f"S{unique}", helpers=False)
-    await simulate(factory, infra.kafka, n.input, rate=5000, count=60)
+    n = (await seeded_input(infra.kafka, unique, factory, count=60)).n
     async with running_splitter(infra.kafka, n):
         await wait_caught_up(infra.kafka, n)
     # The table is in the changelog, committed: one entry per asset with its workcenter.
@@ -63,12 +62,10 @@ async def test_restore_after_restart_routes_without_the_workcenter_record(
 async def test_regrouping_moves_the_asset_from_its_workcenter_record_on(
     infra: Endpoints, unique: str
 ) -> None:
-    n = names(unique)
-    await make_input(infra.kafka, n)
     factory = Factory(3, 2, prefix=f"G{unique}", helpers=False)
     asset = factory.assets[0]
     old = factory.workcenter[asset]
-    await simulate(factory, infra.kafka, n.input, rate=5000, count=30)
+    n = (await seeded_input(infra.kafka, unique, factory, count=30)).n
     async with running_splitter(infra.kafka, n) as splitter:
         await wait_caught_up(infra.kafka, n)
         move = factory.move(asset, "Paint Shop.2")
@@ -104,10 +101,9 @@ async def test_regrouping_moves_the_asset_from_its_workcenter_record_on(
 async def test_ungrouped_assets_dropped_and_counted_when_no_default(
     infra: Endpoints, unique: str
 ) -> None:
-    n = names(unique)
-    await make_input(infra.kafka, n)
     factory = Factory(2, 1, prefix=f"D{unique}", helpers=True)
-    written = await simulate(factory, infra.kafka, n.input, rate=5000, count=20)
+    seeded = await seeded_input(infra.kafka, unique, factory, count=20)
+    n, written = seeded.n, seeded.written
     settings = settings_for(n, drop_ungrouped=True)
     async with running_splitter(infra.kafka, n, settings) as splitter:
         await wait_caught_up(infra.kafka, n)

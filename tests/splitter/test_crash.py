@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -84,7 +85,17 @@ def check_exactly_once(factory: Factory, n: Names, inputs: list[Any], out: list[
             assert seqs == {ungrouped: list(range(1, last + 1))}
 
 
-async def run_chaos(infra: Endpoints, unique: str, tmp_path: Path, kills: int, count: int) -> None:
+async def run_chaos(
+    infra: Endpoints,
+    unique: str,
+    tmp_path: Path,
+    kills: int,
+    count: int,
+    env: dict[str, str] | None = None,
+    view: Callable[[list[Any]], list[Any]] | None = None,
+) -> None:
+    """Kill -9 and restart splitter instances while the simulator writes, then check the
+    derived records (as ``view`` shows them: e.g. de-duplicated) are each input once, in order."""
     n = names(unique)
     await make_input(infra.kafka, n, partitions=4)
     factory = Factory(12, 3, prefix=f"C{unique}")
@@ -93,7 +104,7 @@ async def run_chaos(infra: Endpoints, unique: str, tmp_path: Path, kills: int, c
     sim = asyncio.create_task(
         simulate(factory, infra.kafka, n.input, rate=600, duration=120, stop=sim_stop)
     )
-    procs = instances(infra, n, tmp_path, count)
+    procs = instances(infra, n, tmp_path, count, **(env or {}))
     try:
         for p in procs:
             p.start_nowait()
@@ -111,6 +122,9 @@ async def run_chaos(infra: Endpoints, unique: str, tmp_path: Path, kills: int, c
     finally:
         await cleanup(sim_stop, sim, procs)
     inputs, out = await inputs_and_outputs(infra, n)
+    if view is not None:
+        print(f"{len(inputs)} input records, {len(out)} derived records after {kills} kills")
+        out = view(out)
     check_exactly_once(factory, n, inputs, out)
 
 

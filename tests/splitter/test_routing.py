@@ -3,18 +3,17 @@ the test's event loop against the real broker."""
 
 from __future__ import annotations
 
-from compose.simulator import Factory, simulate
+from compose.simulator import Factory
 from ofa_contract.layout import KafkaHeaders
 from ofa_contract.topics import DEFAULT_GROUP
 from tests.helpers import Endpoints
 from tests.splitter.support import (
     by_topic,
     header,
-    make_input,
-    names,
     read_input,
     read_outputs,
     running_splitter,
+    seeded_input,
     seq_of,
     src_coord,
     wait_caught_up,
@@ -22,10 +21,9 @@ from tests.splitter.support import (
 
 
 async def test_routes_three_workcenters(infra: Endpoints, unique: str) -> None:
-    n = names(unique)
-    await make_input(infra.kafka, n)
     factory = Factory(9, 3, prefix=f"R{unique}")
-    written = await simulate(factory, infra.kafka, n.input, rate=2000, count=300)
+    seeded = await seeded_input(infra.kafka, unique, factory, count=300, rate=2000)
+    n, written = seeded.n, seeded.written
     async with running_splitter(infra.kafka, n) as splitter:
         await wait_caught_up(infra.kafka, n)
         out = await read_outputs(infra.kafka, n)

@@ -29,6 +29,7 @@ from tests.splitter.support import (
     read_outputs,
     rec,
     running_splitter,
+    seeded_input,
     src_coord,
     wait_caught_up,
 )
@@ -55,10 +56,8 @@ async def _refresh_and_check(splitter: Splitter, topics: list[str]) -> None:
 async def test_group_topic_created_mid_flow_is_written_and_stays_known(
     infra: Endpoints, unique: str
 ) -> None:
-    n = names(unique)
-    await make_input(infra.kafka, n)
     factory = Factory(6, 2, prefix=f"T{unique}", helpers=False)
-    await simulate(factory, infra.kafka, n.input, rate=5000, count=30)
+    n = (await seeded_input(infra.kafka, unique, factory, count=30)).n
     async with running_splitter(infra.kafka, n) as splitter:
         await wait_caught_up(infra.kafka, n)
         # Every producer wrote to the internal topics and some group topics; a forced refresh
