@@ -14,7 +14,7 @@ from ofa_contract.layout import KafkaHeaders
 from tests.bridge.support import InProcessWorker, bridge_case, stream_holds
 from tests.helpers import Endpoints
 from tests.openfactory.subscriber import OpenFactorySubscriber
-from tests.support.kafka import produce
+from tests.support.kafka import consume_all, produce
 from tests.support.samples import item_event
 from tests.support.wait import wait_until
 
@@ -75,10 +75,14 @@ async def test_stored_records_reach_openfactory_subjects(
     assert [r.subject for r in sdk.received] == ["PROVER3018.Temp"] * len(records)
     assert [r.item_id for r in sdk.received] == ["Temp"] * len(records)
     assert sdk.seqs() == list(range(len(records)))
+    # The stored timestamps, read back: aiokafka's RecordMetadata gives every record of a batch
+    # the first one's CreateTime.
+    stored = {(r.partition, r.offset): r.timestamp for r in await consume_all(infra.kafka, [topic])}
     for rec, meta in zip(sdk.received, metas, strict=False):
         assert "id" not in rec.fields
         assert rec.get("VALUE") == rec.attributes["seq"]
-        assert rec.attributes["kafka_timestamp"] == openfactory.iso_ms(meta.timestamp)
+        stamp = stored[(meta.partition, meta.offset)]
+        assert rec.attributes["kafka_timestamp"] == openfactory.iso_ms(stamp)
         expected = "broker" if rec.attributes["seq"] % 2 else "producer"
         assert rec.attributes["kafka_timestamp_type"] == expected
         assert rec.attributes["asset_forwarder_timestamp"] >= rec.attributes["kafka_timestamp"]

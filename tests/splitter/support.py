@@ -161,14 +161,25 @@ async def committed_offsets(bootstrap: str, group_id: str) -> dict[TopicPartitio
 
 async def input_ends(bootstrap: str, topic: str) -> dict[TopicPartition, int]:
     """End offsets of the input topic."""
+    return await end_offsets(bootstrap, [topic])
+
+
+async def end_offsets(
+    bootstrap: str, topics: list[str], *, read_committed: bool = False
+) -> dict[TopicPartition, int]:
+    """End offsets of every partition of ``topics`` (last stable offsets if ``read_committed``)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
-        (desc,) = await admin.describe_topics([topic])
+        descs = await admin.describe_topics(topics)
     finally:
         await admin.close()
-    parts = [TopicPartition(topic, p["partition"]) for p in desc["partitions"]]
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    parts = [TopicPartition(d["topic"], p["partition"]) for d in descs for p in d["partitions"]]
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        isolation_level="read_committed" if read_committed else "read_uncommitted",
+    )
     await consumer.start()
     try:
         consumer.assign(parts)
@@ -186,6 +197,22 @@ async def wait_caught_up(bootstrap: str, n: Names, timeout: float = 60) -> None:
         return all(got.get(tp, -1) >= end for tp, end in ends.items() if end > 0)
 
     await wait_until(done, timeout=timeout, what=f"splitter caught up with {ends}")
+    # Offsets committed inside a transaction show before every output partition has its commit
+    # marker; until then read_committed readers stop at the older last stable offset.
+    await wait_until(
+        lambda: transactions_settled(bootstrap, n.prefix),
+        timeout=timeout,
+        what="the derived topics' transactions settled",
+    )
+
+
+async def transactions_settled(bootstrap: str, prefix: str) -> bool:
+    """No derived topic has an open transaction: its last stable offset is its end offset."""
+    topics = await list_topics(bootstrap, prefix)
+    if not topics:
+        return True
+    stable = await end_offsets(bootstrap, topics, read_committed=True)
+    return stable == await end_offsets(bootstrap, topics)
 
 
 def header(rec: Any, name: str) -> bytes | None:
