@@ -113,8 +113,7 @@ class BridgeWorker:
             auto_offset_reset="earliest",
             isolation_level="read_committed",
             metadata_max_age_ms=s.metadata_refresh_ms,
-            session_timeout_ms=s.session_timeout_ms,
-            heartbeat_interval_ms=s.heartbeat_interval_ms,
+            **s.group_options(),
             max_poll_records=s.max_poll_records,
             partition_assignment_strategy=(self.assignor,),
         )
