@@ -530,6 +530,8 @@ class Hub:
 
     def resync_all(self, reason: str) -> None:
         """Re-sync every live feed from the stream (:meth:`AssetFeed.resync`)."""
+        if self.closing:
+            return  # every client was told to reconnect elsewhere
         for feed in list(self.feeds.values()):
             feed.resync(reason)
 
