@@ -416,7 +416,7 @@ class AssetFeed:
         async with self.hub.resync_slots:
             found = await self._deliver_stored(start, None)
         log.info(
-            "re-synced %s from the stream after %s: %d messages from seq %d the live path missed",
+            "re-synced %s after %s: %d messages from seq %d on delivered from the stream",
             self.asset_uuid,
             reason,
             found,

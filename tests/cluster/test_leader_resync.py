@@ -32,7 +32,7 @@ async def test_a_message_lost_before_a_leader_change_reaches_clients_in_stream_o
     assert leader and followers == 2, (leader, followers)
     # The edge on another node than the publisher: live messages cross the cluster's routes.
     async with running_edge(urls[1]) as edge:
-        c, sent = await open_with_a_lost_message(edge, pub, "L1")
+        c, sent, seen = await open_with_a_lost_message(edge, pub, "L1")
         # A real election: the leader steps down; once the advisory is out (seen here), the
         # messages that follow are stored by the new leader.
         advisories = await pub.nc.subscribe(advisory_subject(pub.stream))
@@ -42,7 +42,7 @@ async def test_a_message_lost_before_a_leader_change_reaches_clients_in_stream_o
         assert msgspec.json.decode(answer.data).get("success") is True, answer.data
         elected = msgspec.json.decode((await advisories.next_msg(timeout=30)).data)
         assert elected["stream"] == pub.stream, elected
-        await check_order_after_election(edge, pub, c, sent, "L1")
+        await check_order_after_election(edge, pub, c, sent, seen, "L1")
         await advisories.unsubscribe()
         await c.close()
     await pub.close()

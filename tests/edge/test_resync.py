@@ -25,15 +25,16 @@ def advisory_subject(stream: str) -> str:
 
 async def open_with_a_lost_message(
     edge: RunningEdge, pub: Publisher, asset: str
-) -> tuple[SSEConnection, list[int]]:
+) -> tuple[SSEConnection, list[int], list[int]]:
     """A client of ``asset`` that received one message of items a and b; the live copy of a's
-    next message (published) was then lost. Returns the client and the stream order so far."""
+    next message (published) was then lost. Returns the client, the stream order so far and
+    the ids the client received."""
     hub = edge.state.hub
     assert isinstance(hub, Hub)
     c = await sse_get(f"{edge.url}/asset_stream?asset_uuid={asset}")
     await wait_subscribed(c)
     sent = [await pub.publish(asset, "a", 0), await pub.publish(asset, "b", 0)]
-    await c.events_until(lambda e: len(e) >= 2)
+    seen = [int(e.id) for e in await c.events_until(lambda e: len(e) >= 2)]
     dropped = asyncio.Event()
 
     def drop(msg) -> bool:
@@ -46,11 +47,16 @@ async def open_with_a_lost_message(
     sent.append(await pub.publish(asset, "a", 1))
     await asyncio.wait_for(dropped.wait(), 15)
     assert hub.feeds[asset].last_seq == sent[1]  # the lost one was not delivered
-    return c, sent
+    return c, sent, seen
 
 
 async def check_order_after_election(
-    edge: RunningEdge, pub: Publisher, c: SSEConnection, sent: list[int], asset: str
+    edge: RunningEdge,
+    pub: Publisher,
+    c: SSEConnection,
+    sent: list[int],
+    seen: list[int],
+    asset: str,
 ) -> None:
     """Publish b's next message, then a's: the client must get everything in stream order.
 
@@ -58,11 +64,11 @@ async def check_order_after_election(
     message revealed it, after b's (SSE ids falling)."""
     sent.append(await pub.publish(asset, "b", 1))
     sent.append(await pub.publish(asset, "a", 2))
-    got = await c.events_until(lambda e: len(e) >= len(sent), timeout=30)
-    ids = [int(e.id) for e in got]
+    got = await c.events_until(lambda e: len(seen) + len(e) >= len(sent), timeout=30)
+    ids = seen + [int(e.id) for e in got]
     assert ids == sent, f"the client got {ids}, the stream order is {sent}"
     assert edge.metric("ofa_edge_resyncs_total", {"reason": "leader_elected"}) >= 1
-    assert edge.metric("ofa_edge_gap_events_filled_total") == 1
+    assert edge.metric("ofa_edge_gap_events_filled_total") >= 1  # the lost one, maybe newer
     assert edge.metric("ofa_edge_live_gaps_total") == 0  # found by the re-sync, not as a gap
 
 
@@ -71,11 +77,11 @@ async def test_an_election_delivers_what_the_live_path_lost_before_newer_message
 ) -> None:
     pub = await Publisher.connect(nats_private.url)
     async with running_edge(nats_private.url) as edge:
-        c, sent = await open_with_a_lost_message(edge, pub, "R1")
+        c, sent, seen = await open_with_a_lost_message(edge, pub, "R1")
         advisory = {"type": "io.nats.jetstream.advisory.v1.stream_leader_elected"}
         advisory |= {"stream": pub.stream, "leader": "n2", "replicas": []}
         await pub.nc.publish(advisory_subject(pub.stream), msgspec.json.encode(advisory))
-        await check_order_after_election(edge, pub, c, sent, "R1")
+        await check_order_after_election(edge, pub, c, sent, seen, "R1")
         assert edge.metric("ofa_edge_resyncs_total", {"reason": "leader_elected"}) == 1
         await c.close()
     await pub.close()
@@ -85,7 +91,7 @@ async def test_a_resync_that_cannot_read_the_stream_closes_the_feed(nats_private
     # As a failed gap fill: the clients reconnect and resume by Last-Event-ID.
     pub = await Publisher.connect(nats_private.url)
     async with running_edge(nats_private.url, history_timeout_s=2.0) as edge:
-        c, _ = await open_with_a_lost_message(edge, pub, "R2")
+        c, _, _ = await open_with_a_lost_message(edge, pub, "R2")
         await pub.js.delete_stream(pub.stream)
         await pub.nc.publish(advisory_subject(pub.stream), b"not json")
         assert await c.drain_to_end(timeout=20) == []  # the stream ends, nothing more sent
