@@ -275,11 +275,12 @@ class KafkaWorkerSettings(msgspec.Struct, kw_only=True, frozen=True):
     session_timeout_ms: PositiveInt = 10000
     #: Kafka consumer group heartbeat interval (ms).
     heartbeat_interval_ms: PositiveInt = 3000
-    #: Kafka request timeout (ms) of the consumer group's clients: how long a request to a broker
-    #: that stopped answering (cut off, paused) waits before the connection is dropped and the
-    #: request retried. aiokafka's default, 40000, made each such request cost 40 s after a
-    #: network cut. Never below session_timeout_ms + 5000 (a JoinGroup may wait that long).
-    request_timeout_ms: PositiveInt = 15000
+    #: Kafka request timeout (ms) of the splitter's or bridge's clients: how long a request to a
+    #: broker that stopped answering (cut off, paused) waits before the connection is dropped and
+    #: the request retried. Never below session_timeout_ms + 5000 (a JoinGroup may wait that
+    #: long). 15000 was tried against cut-off and paused brokers and did not shorten the stalls
+    #: (docs/decisions.md), so aiokafka's default stays.
+    request_timeout_ms: PositiveInt = 40000
 
     @property
     def client_request_timeout_ms(self) -> int:
