@@ -113,8 +113,7 @@ class BridgeWorker:
             auto_offset_reset="earliest",
             isolation_level="read_committed",
             metadata_max_age_ms=s.metadata_refresh_ms,
-            session_timeout_ms=s.session_timeout_ms,
-            heartbeat_interval_ms=s.heartbeat_interval_ms,
+            **s.group_options(),
             max_poll_records=s.max_poll_records,
             partition_assignment_strategy=(self.assignor,),
         )
@@ -482,7 +481,12 @@ class BridgeWorker:
 
     def _update_lag(self) -> None:
         lag: dict[str, int] = {}
+        # During a rebalance the trackers can still hold partitions the consumer no longer
+        # owns; asking aiokafka about those raises (and once ended this loop for good).
+        owned = self.consumer.assignment()
         for tr in list(self.trackers.values()):
+            if tr.tp not in owned:
+                continue
             end = self.consumer.last_stable_offset(tr.tp)
             if end is None:
                 end = self.consumer.highwater(tr.tp)

@@ -13,6 +13,13 @@ reads every data item of the asset, not only the revealing one: when the live pa
 of messages (a NATS node cut off), each item's gap shows only with that item's next message, and
 filling item by item delivered one item's later messages before another's earlier ones (out of
 order; a client that then resumed by Last-Event-ID skipped the unfilled ones for good).
+
+A single lost message shows only with its own item's next message, after later messages of the
+asset's other items have gone out. Such losses happen around a change of the stream's leader
+(RePublish is at most once), so the hub watches the stream's leader-election advisory and then
+re-syncs every feed: live messages are held while the asset is read from the stream after the
+last message the feed delivered, and pass afterwards, de-duplicated (docs/decisions.md,
+"Re-sync on a stream leader change").
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 
@@ -41,6 +49,19 @@ log = get_logger("edge", "fanout")
 #: drop (a drop is detected as a gap and costs every client of the asset a reconnect).
 _LIVE_PENDING_MSGS = 1_000_000
 _LIVE_PENDING_BYTES = 512 * 1024 * 1024
+#: Re-syncs reading the stream at once after a leader change: each is a consumer created on a
+#: stream whose leader was just elected; an edge with thousands of assets must not create them
+#: all in the same instant (live messages of a waiting feed are held meanwhile).
+_RESYNC_CONCURRENCY = 16
+#: Published by a clustered stream's new leader (a single-node JetStream never sends it).
+_LEADER_ELECTED = "$JS.EVENT.ADVISORY.STREAM.LEADER_ELECTED.{stream}"
+
+
+class LeaderElected(msgspec.Struct):
+    """The fields we log of ``io.nats.jetstream.advisory.v1.stream_leader_elected``."""
+
+    stream: str = ""
+    leader: str = ""
 
 
 class Wakeup:
@@ -235,9 +256,14 @@ class AssetFeed:
         self.started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         #: Stream sequence when the subscription became active: a later message must arrive.
         self.start_seq = 0
+        #: Highest stream sequence delivered (``start_seq`` before any): a re-sync reads on
+        #: from the next one.
+        self.last_seq = 0
         self.last_by_subject: dict[str, int] = {}
         self._backlog: deque[Msg] | None = None
         self._fill_task: asyncio.Task[None] | None = None
+        #: Why the feed must re-read the stream before its next live message (None: no need).
+        self._resync: str | None = None
 
     async def start(self) -> None:
         """Subscribe (confirmed by a flush), then note the stream's last sequence.
@@ -262,10 +288,28 @@ class AssetFeed:
         # receive nothing more from NATS. So the flush completes even when its caller is gone.
         await asyncio.shield(nc.flush())
         info = await nc.jetstream().stream_info(self.hub.stream)
-        self.start_seq = int(info.state.last_seq or 0)
+        self.start_seq = self.last_seq = int(info.state.last_seq or 0)
         held, self._backlog = self._backlog, None
         for msg in held:
             await self._on_msg(msg)  # never suspends: the messages pass in arrival order
+        if self._resync is not None:
+            self.resync(self._resync)  # the leader changed while the feed was starting
+
+    def resync(self, reason: str) -> None:
+        """Re-read the asset from the stream after the last delivered message, before any
+        further live message (the live path may have lost messages that no later message of
+        their own data item has revealed yet). ``reason`` labels the metric."""
+        if self.dead:
+            return
+        self._resync = reason
+        # A running fill re-syncs before its next held message; a feed still starting
+        # re-syncs when its start position is known (start()).
+        if self._backlog is None:
+            self._backlog = deque()
+            self._begin_fill()
+
+    def _begin_fill(self) -> None:
+        self._fill_task = self.hub.tasks.spawn(self._fill(), name="edge-gap-fill")
 
     async def stop(self) -> None:
         """Unsubscribe; the feed is not used again."""
@@ -292,7 +336,7 @@ class AssetFeed:
             return
         if self._gap_from(msg) is not None:
             self._backlog = deque([msg])
-            self._fill_task = self.hub.tasks.spawn(self._fill(), name="edge-gap-fill")
+            self._begin_fill()
             return
         self._accept(msg)
 
@@ -323,6 +367,8 @@ class AssetFeed:
 
     def _deliver(self, token: str, live_subject: str, seq: int, data: bytes) -> None:
         self.last_by_subject[live_subject] = seq
+        if seq > self.last_seq:
+            self.last_seq = seq
         frame = sse.event_frame(seq, data)
         chunked = sse.chunk(frame)
         n = 0
@@ -333,11 +379,15 @@ class AssetFeed:
             self.hub.metrics.delivered.inc(n)
 
     async def _fill(self) -> None:
-        """Deliver the backlog in order, fetching what the live path missed from the stream."""
+        """Deliver the backlog in order, fetching what the live path missed from the stream
+        (and re-syncing first whenever one is asked for)."""
         backlog = self._backlog
         assert backlog is not None
         try:
-            while backlog:
+            while self._resync is not None or backlog:
+                if self._resync is not None:
+                    await self._resync_from_stream(self._resync)
+                    continue
                 msg = backlog[0]
                 start = self._gap_from(msg)
                 if start is not None:
@@ -349,12 +399,29 @@ class AssetFeed:
             raise
         except Exception as exc:
             log.warning(
-                "live gap on %s could not be filled: %s; clients reconnect and resume",
+                "live data of %s could not be completed from the stream (gap fill or"
+                " re-sync): %s; clients reconnect and resume",
                 self.asset_uuid,
                 exc,
             )
             self._backlog = None
+            self._resync = None
             self.hub.kill_feed(self, "edge could not fill a gap in the live data; reconnect")
+
+    async def _resync_from_stream(self, reason: str) -> None:
+        """Deliver what the stream holds for the asset after the last delivered message."""
+        self._resync = None  # one asked for while this one runs runs after it
+        self.hub.metrics.resyncs.labels(reason).inc()
+        start = self.last_seq + 1
+        async with self.hub.resync_slots:
+            found = await self._deliver_stored(start, None)
+        log.info(
+            "re-synced %s after %s: %d messages from seq %d on delivered from the stream",
+            self.asset_uuid,
+            reason,
+            found,
+            start,
+        )
 
     async def _fetch_missing(self, msg: Msg, start: int) -> None:
         """Deliver what is stored for the asset (every data item) from ``start`` up to ``msg``,
@@ -365,7 +432,20 @@ class AssetFeed:
         log.info(
             "live gap on %s from seq %d to %d; filling from the stream", msg.subject, start, upto
         )
-        reached = False
+        await self._deliver_stored(start, upto)
+        # Everything stored before the revealing message is now delivered, or gone from the
+        # stream (limits): either way, do not ask again.
+        prev_stored = int(hdrs.get(NatsHeaders.LAST_SEQUENCE, "0"))
+        self.last_by_subject[msg.subject] = max(
+            self.last_by_subject.get(msg.subject, 0), prev_stored
+        )
+
+    async def _deliver_stored(self, start: int, upto: int | None) -> int:
+        """Deliver the asset's stored messages from ``start`` (before ``upto`` if given, else
+        up to the last one stored) in stream order, skipping what each data item already
+        delivered; return how many were delivered."""
+        reached = upto is None
+        found = 0
         async for stored in replay(
             self.hub.nc,
             self.hub.stream,
@@ -373,7 +453,7 @@ class AssetFeed:
             start,
             timeout=self.hub.history_timeout_s,
         ):
-            if stored.seq >= upto:
+            if upto is not None and stored.seq >= upto:
                 reached = True
                 break
             token = stored.subject[len(self._stream_head) :]
@@ -382,18 +462,14 @@ class AssetFeed:
             if prev is None or stored.seq > prev:
                 self.hub.metrics.gap_events_filled.inc()
                 self._deliver(token, live_subject, stored.seq, stored.data)
+                found += 1
         if not reached:
             # The replay ended before the message that revealed the gap (a stream whose leader
             # just changed answered with less): delivering it now would skip what lies between
             # (clients resuming after it would never get them). What was delivered is in
             # stream order, so clients resume from there (_fill kills the feed).
             raise HistoryError(f"the stream gave the asset's messages only up to before {upto}")
-        # Everything stored before the revealing message is now delivered, or gone from the
-        # stream (limits): either way, do not ask again.
-        prev_stored = int(hdrs.get(NatsHeaders.LAST_SEQUENCE, "0"))
-        self.last_by_subject[msg.subject] = max(
-            self.last_by_subject.get(msg.subject, 0), prev_stored
-        )
+        return found
 
 
 def _check_alive(feed: AssetFeed) -> None:
@@ -427,6 +503,37 @@ class Hub:
         self.test_drop_live: Callable[[Msg], bool] | None = None
         #: Unsubscribes and gap fills that outlive their caller (awaited by :meth:`close`).
         self.tasks = BackgroundTasks("edge fan-out", log)
+        self.resync_slots = asyncio.Semaphore(_RESYNC_CONCURRENCY)
+        self._leader_sub: Any = None
+
+    async def watch_stream_leader(self) -> None:
+        """Re-sync every feed whenever the stream elects a leader (see the module docstring).
+
+        A plain subscription: nats.py renews it after a reconnect (which closes every feed
+        anyway, node.py). Unclustered JetStream never elects, so nothing arrives there."""
+        self._leader_sub = await self.nc.subscribe(
+            _LEADER_ELECTED.format(stream=self.stream), cb=self._on_leader_elected
+        )
+
+    async def _on_leader_elected(self, msg: Msg) -> None:
+        try:
+            leader = msgspec.json.decode(msg.data, type=LeaderElected).leader
+        except msgspec.DecodeError:
+            leader = "?"  # the subject says enough: re-sync anyway
+        log.info(
+            "stream %s elected leader %s; re-syncing %d live feeds",
+            self.stream,
+            leader,
+            len(self.feeds),
+        )
+        self.resync_all("leader_elected")
+
+    def resync_all(self, reason: str) -> None:
+        """Re-sync every live feed from the stream (:meth:`AssetFeed.resync`)."""
+        if self.closing:
+            return  # every client was told to reconnect elsewhere
+        for feed in list(self.feeds.values()):
+            feed.resync(reason)
 
     async def acquire(self, asset_uuid: str) -> AssetFeed:
         """The live feed of an asset, subscribed and confirmed; counts a reference."""
@@ -501,7 +608,11 @@ class Hub:
             client.close(reason)
 
     async def close(self) -> None:
-        """Wait for (or cancel) the unsubscribes and gap fills still running."""
+        """Stop watching the stream leader; wait for (or cancel) the unsubscribes and gap fills
+        still running."""
+        if self._leader_sub is not None:
+            with contextlib.suppress(Exception):
+                await self._leader_sub.unsubscribe()
         await self.tasks.close(timeout=5)
 
 

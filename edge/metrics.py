@@ -26,6 +26,12 @@ class EdgeMetrics(MetricSet):
     gap_events_filled = counter(
         "gap_events_filled", "Events fetched from the stream to fill live gaps"
     )
+    resyncs = counter(
+        "resyncs",
+        "Feeds re-read from the stream before further live messages (reason: leader_elected,"
+        " the stream elected a leader and RePublish may have lost messages)",
+        ("reason",),
+    )
     history_events = counter("history_events", "Events replayed from the stream history")
     rejected = counter("rejected_streams", "Streams refused", ("reason",))
     lag = histogram(

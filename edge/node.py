@@ -120,6 +120,7 @@ class EdgeNode:
                 return  # stopped first
             self.nc = nc
             self.hub = self._new_hub(self.nc)
+            await self.hub.watch_stream_leader()
             self.planner = ResumePlanner(self.nc, self.layout.stream)
             if not await self._register(self.nc):
                 return

@@ -275,6 +275,26 @@ class KafkaWorkerSettings(msgspec.Struct, kw_only=True, frozen=True):
     session_timeout_ms: PositiveInt = 10000
     #: Kafka consumer group heartbeat interval (ms).
     heartbeat_interval_ms: PositiveInt = 3000
+    #: Kafka request timeout (ms) of the splitter's or bridge's clients: how long a request to a
+    #: broker that stopped answering (cut off, paused) waits before the connection is dropped and
+    #: the request retried. Never below session_timeout_ms + 5000 (a JoinGroup may wait that
+    #: long). 15000 was tried against cut-off and paused brokers and did not shorten the stalls
+    #: (docs/decisions.md), so aiokafka's default stays.
+    request_timeout_ms: PositiveInt = 40000
+
+    @property
+    def client_request_timeout_ms(self) -> int:
+        """``request_timeout_ms``, raised to what a JoinGroup needs; for every Kafka client."""
+        return max(self.request_timeout_ms, self.session_timeout_ms + 5000)
+
+    def group_options(self) -> dict[str, int]:
+        """The consumer options these settings give (group membership and request timeout)."""
+        return {
+            "session_timeout_ms": self.session_timeout_ms,
+            "heartbeat_interval_ms": self.heartbeat_interval_ms,
+            "request_timeout_ms": self.client_request_timeout_ms,
+        }
+
     #: Operations HTTP server (/health /ready /metrics); port 0 = pick a free port.
     ops_host: NonEmptyStr = "127.0.0.1"
     ops_port: Port = 0

@@ -131,6 +131,7 @@ class AtLeastOnce:
             max_batch_size=256 * 1024,
             linger_ms=0,
             partitioner=cached_partitioner,
+            request_timeout_ms=s.client_request_timeout_ms,
         )
         # Same reason as the transactional producers (see Splitter._new_producer).
         producer.client.set_topics(topics)

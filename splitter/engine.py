@@ -235,12 +235,11 @@ class Splitter:
             isolation_level="read_committed",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            session_timeout_ms=s.session_timeout_ms,
-            heartbeat_interval_ms=s.heartbeat_interval_ms,
             max_partition_fetch_bytes=max(s.max_record_bytes * 2, 1024 * 1024),
             fetch_max_bytes=max(s.max_record_bytes * 4, 50 * 1024 * 1024),
             max_poll_records=s.max_batch_records,
             **consumer_options(s),
+            **s.group_options(),
         )
         await self._consumer.start()
         listener = GuardedRebalanceListener(self._on_assigned, self._on_revoked, self._failed)
@@ -878,6 +877,7 @@ class Splitter:
             max_batch_size=256 * 1024,
             linger_ms=0,
             retry_backoff_ms=s.txn_retry_backoff_ms,
+            request_timeout_ms=s.client_request_timeout_ms,
         )
         # aiokafka fetches the metadata of *every* topic while the client tracks none, and
         # send() then skips tracking a topic it already sees; once another topic is tracked,

@@ -4,8 +4,10 @@ with each node in a network namespace of its own."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
+import msgspec
 import pytest
 
 from compose import local_cluster, local_infra
@@ -44,3 +46,24 @@ def node_logs(cluster: local_cluster.Cluster, lines: int = 15) -> str:
         out.append(f"--- kafka {k.node.name}\n{k.log_tail(lines)}")
         out.append(f"--- nats {n.node.name}\n{n.log_tail(lines)}")
     return "\n".join(out)
+
+
+@pytest.fixture
+async def nats_cluster(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[local_cluster.Cluster]:
+    """A 3-node NATS cluster on loopback (no Kafka) with the sync_interval the test asks for
+    (indirect parametrization; the local cluster's default otherwise)."""
+    cfg = local_infra.private_config(tmp_path)
+    sync_interval = getattr(request, "param", None)
+    if sync_interval is not None:
+        cfg = msgspec.structs.replace(cfg, nats_sync_interval=sync_interval)
+    cluster = local_cluster.Cluster(cfg, local_cluster.private_nodes())
+    for n in cluster.nats:
+        n.start()
+    try:
+        await asyncio.gather(*(n.wait_ready(60) for n in cluster.nats))
+        yield cluster
+    finally:
+        for n in cluster.nats:
+            n.stop()

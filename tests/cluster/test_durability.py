@@ -13,17 +13,15 @@ written size: the same cut loses nothing.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import msgspec
 import nats
 import pytest
 from aiokafka import AIOKafkaConsumer
 from nats.js.api import StreamConfig
 
 from bridge.gaps import Coord, GapTracker, parse_msg_id, records_in
-from compose import local_cluster, local_infra
+from compose import local_cluster
 from ofa_contract.layout import Layout, NatsHeaders
 from tests.cluster.support import wait_stream_whole
 from tests.helpers import Endpoints, create_topics, produce
@@ -92,25 +90,6 @@ async def _confirm(bootstrap: str, tracker: GapTracker) -> list[int]:
         return [o for s in suspects for o in await records_in(consumer, s)]
     finally:
         await consumer.stop()
-
-
-@pytest.fixture
-async def nats_cluster(
-    tmp_path: Path, request: pytest.FixtureRequest
-) -> AsyncIterator[local_cluster.Cluster]:
-    """A 3-node NATS cluster on loopback with the sync_interval the test asks for."""
-    cfg = msgspec.structs.replace(
-        local_infra.private_config(tmp_path), nats_sync_interval=request.param
-    )
-    cluster = local_cluster.Cluster(cfg, local_cluster.private_nodes())
-    for n in cluster.nats:
-        n.start()
-    try:
-        await asyncio.gather(*(n.wait_ready(60) for n in cluster.nats))
-        yield cluster
-    finally:
-        for n in cluster.nats:
-            n.stop()
 
 
 @pytest.mark.parametrize("nats_cluster", ["2m", "always"], indirect=True)
