@@ -286,10 +286,10 @@ async def run_faults(
     env = {**CLUSTER_ENV, "NATS_URL": ",".join(cluster.nats_urls)}
     stack = Stack(cluster.kafka_bootstrap, cluster.nats[0], unique, log_dir, env=env)
     await _create_js_assets(cluster, stack.layout)
-    # As `ofa-serving dev` does it: RF 3 on this 3-broker cluster, once every broker is in the
-    # metadata again (dev counts the brokers it sees; one run saw 1 of 3 right after start-up).
+    # RF 3 on this 3-broker cluster, said explicitly: `dev` counts the brokers that one of them
+    # reports, and one run got RF 1, another (after wait_brokers saw all 3) less than 3.
     await local_cluster.wait_brokers(cluster.kafka_bootstrap, 3, 120)
-    await dev.ensure_topic(cluster.kafka_bootstrap, stack.input_topic, 6)
+    await dev.ensure_topic(cluster.kafka_bootstrap, stack.input_topic, 6, replication=3)
     try:
         await _start(stack)
         faults = Faults(cluster, lab, (stack.namespace, stack.input_topic), stack.layout)
