@@ -107,15 +107,19 @@ class DevError(RuntimeError):
 INPUT_REPLICATION = 3
 
 
-async def ensure_topic(bootstrap: str, topic: str, partitions: int) -> None:
-    """Create the input topic when missing (OpenFactory creates it in production), replicated
-    on up to :data:`INPUT_REPLICATION` brokers: on a 3-broker cluster a single replica would
-    make the whole flow stop with the broker that holds it."""
+async def ensure_topic(
+    bootstrap: str, topic: str, partitions: int, replication: int | None = None
+) -> None:
+    """Create the input topic when missing (OpenFactory creates it in production), with
+    ``replication`` replicas, by default on up to :data:`INPUT_REPLICATION` of the brokers the
+    cluster reports: on a 3-broker cluster a single replica would make the whole flow stop with
+    the broker that holds it. (A broker that has not yet seen every peer under-reports them.)"""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
-        brokers = len((await admin.describe_cluster())["brokers"])
-        replication = max(1, min(INPUT_REPLICATION, brokers))
+        if replication is None:
+            brokers = len((await admin.describe_cluster())["brokers"])
+            replication = max(1, min(INPUT_REPLICATION, brokers))
         with contextlib.suppress(TopicAlreadyExistsError):
             await admin.create_topics([NewTopic(topic, partitions, replication)])
     finally:

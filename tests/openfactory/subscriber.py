@@ -5,6 +5,7 @@ OpenFactory's SDK and its applications do."""
 
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,7 +39,8 @@ class Received:
 class OpenFactorySubscriber:
     """Subscribes like ``Asset(uuid).subscribe_to_messages(...)``."""
 
-    url: str
+    #: One server, or every node of a cluster (the SDK is given them all).
+    url: str | list[str]
     asset_uuid: str
     received: list[Received] = field(default_factory=list)
     _nc: Client | None = None
@@ -70,6 +72,17 @@ class OpenFactorySubscriber:
     def seqs(self) -> list[int]:
         """``attributes.seq`` of every message received, in arrival order."""
         return [int(r.attributes["seq"]) for r in self.received]
+
+    def tally(self, last: int) -> tuple[int, int, int]:
+        """(duplicates, missing, out of order) among the seqs from the first received up to
+        ``last``, the asset's last written."""
+        seqs = self.seqs()
+        if not seqs:
+            return 0, last, 0
+        dups = len(seqs) - len(set(seqs))
+        missing = len(set(range(seqs[0], last + 1)) - set(seqs))
+        disorder = sum(1 for a, b in itertools.pairwise(seqs) if b < a)
+        return dups, missing, disorder
 
     async def close(self) -> None:
         """Close the connection."""
