@@ -136,15 +136,13 @@ async def test_stream_and_kv_have_a_leader_and_two_current_replicas(
         layout = Layout()
         await ensure_streams(js, layout, s)
         kv = await ensure_registry(js, layout, s)
-        await kv.put("probe", b"1")
         # The edges' registry, as an edge creates it with the cluster's setting.
         edge = from_env(EdgeSettings, "EDGE_", {"EDGE_REGISTRY_REPLICAS": "3"})
         edges = await open_bucket(
             nc, layout.edges_bucket, edge.registry_ttl_s, edge.registry_replicas
         )
-        await edges.put("probe", b"1")
-        ack = await js.publish(layout.stream_subject("A1", "x"), b"{}")
-        assert ack.seq >= 1
+        # A freshly created R3 stream answers only once its group elected a leader (a write
+        # before that gets "no responders"; the processes retry theirs): wait for it first.
         buckets = (layout.state_bucket, layout.bridges_bucket, layout.edges_bucket)
         for stream in (layout.stream, *(f"KV_{b}" for b in buckets)):
             leader, current = await wait_stream_whole(js, stream, 2, 60)
@@ -158,6 +156,10 @@ async def test_stream_and_kv_have_a_leader_and_two_current_replicas(
                 "ofa-n2",
                 "ofa-n3",
             }
+        await kv.put("probe", b"1")
+        await edges.put("probe", b"1")
+        ack = await js.publish(layout.stream_subject("A1", "x"), b"{}")
+        assert ack.seq >= 1
     finally:
         await nc.close()
 
