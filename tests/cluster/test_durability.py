@@ -106,6 +106,8 @@ async def test_power_loss_with_lazy_fsync_loses_acked_writes_and_kafka_finds_the
     try:
         js = nc.jetstream()
         await js.add_stream(StreamConfig(name=STREAM, subjects=["dur.>"], num_replicas=3))
+        # A write before the new R3 group elected its leader gets "no responders".
+        await wait_stream_whole(js, STREAM, 2, 30)
         await _publish(js, coords[:N_SYNCED])
         await wait_stream_whole(js, STREAM, 2, 30)
         # The moment of the last sync: with "always" every later write is synced as well.
