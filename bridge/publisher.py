@@ -15,7 +15,10 @@ nodes elect a new leader, and the publishes sent after the election are stored a
 stuck ones were re-sent only after the ack timeout, so the stream held an asset's records ~10 s
 out of order (the cluster fault test: SSE ids rising while the asset's seqs fell). So a record
 is sent only once the previous record of its asset is acknowledged; records of different
-assets still fill the window (the order promise is per asset, docs/decisions.md).
+assets still fill the window (the order promise is per asset, docs/decisions.md). The window
+bounds the publishes in flight; the records held behind their asset's have their own bound, so
+that a backlog of a few assets (a catch-up after a Kafka fault) cannot fill the window with held
+records and keep every other asset waiting behind them.
 """
 
 from __future__ import annotations
@@ -79,6 +82,7 @@ class Publisher:
         url: str,
         *,
         window: int,
+        max_held: int,
         ack_timeout: float,
         backoff: Backoff,
         metrics: BridgeMetrics,
@@ -89,6 +93,7 @@ class Publisher:
     ) -> None:
         self._url = url
         self._window = window
+        self._max_held = max_held
         self._ack_timeout = ack_timeout
         self._backoff = backoff
         self._metrics = metrics
@@ -123,7 +128,11 @@ class Publisher:
 
     def has_space(self) -> bool:
         """True when :meth:`submit` may be called without exceeding the window."""
-        return self._connected and not self._resending and self._pending() < self._window
+        return self._connected and not self._resending and self._room()
+
+    def _room(self) -> bool:
+        """Room for one more record: a publish slot, and room among the held records."""
+        return len(self._inflight) < self._window and self._held < self._max_held
 
     def _pending(self) -> int:
         """Records submitted and not acknowledged: in flight, or held behind their asset's."""
@@ -167,7 +176,7 @@ class Publisher:
         if self._nc is None or not self._connected:
             return  # re-sent from the tracker once connected
         await self._send_or_hold(entry)
-        if self._pending() >= self._window:
+        if not self._room():
             self._space.clear()
 
     async def _send_or_hold(self, entry: Entry) -> None:
@@ -241,7 +250,7 @@ class Publisher:
         # Only on the connection the ack came on: after a reset the resend owns the order.
         if self._connected and self._nc is nc:
             await self._send_next(entry)
-        if self._connected and self._pending() < self._window:
+        if self._connected and self._room():
             self._space.set()
 
     async def _publish_core(self, subject: str, payload: bytes) -> None:
@@ -360,7 +369,7 @@ class Publisher:
             failures = 0
             self.last_error = ""
             log.info("connected to NATS at %s", self._url)
-            if self._pending() < self._window:
+            if self._room():
                 self._space.set()
             await self._watch()
             await self._teardown()

@@ -46,6 +46,10 @@ class BridgeSettings(KafkaWorkerSettings, kw_only=True, frozen=True):
     commit_interval_ms: PositiveInt = 200
     #: Most JetStream publishes awaiting their ack at once (the pipelining window).
     max_in_flight: PositiveInt = 1024
+    #: Most records held back behind an un-acknowledged record of their asset (memory bound of
+    #: a backlog: each holds its record's bytes). Not part of the window, so a catch-up of a few
+    #: assets does not keep the others waiting.
+    max_held: PositiveInt = 16384
     #: Seconds to wait for a JetStream ack before the connection is reset and everything
     #: un-acked is sent again (with the same Nats-Msg-Id, so the stream drops duplicates).
     ack_timeout_s: Seconds = 10.0

@@ -83,6 +83,7 @@ class BridgeWorker:
         self.publisher = Publisher(
             common.nats_url,
             window=settings.max_in_flight,
+            max_held=settings.max_held,
             ack_timeout=settings.ack_timeout_s,
             backoff=Backoff(first=settings.retry_backoff_s, cap=settings.retry_backoff_max_s),
             metrics=metrics,
