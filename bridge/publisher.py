@@ -208,6 +208,11 @@ class Publisher:
         """``entry`` is stored: send the next record of its asset, if one waits."""
         key = entry.asset or entry.subject
         queue = self._waiting.get(key)
+        # A released partition's records stay un-acked and its next owner re-sends them from
+        # the committed offset; a late copy sent from here could be stored before them.
+        while queue and not queue[0].tracker.active:
+            queue.popleft()
+            self._held -= 1
         if not queue:
             self._waiting.pop(key, None)
             return
