@@ -14,6 +14,7 @@ from nats.js.errors import ServiceUnavailableError
 from compose import local_cluster, local_infra
 from tests.cluster import netns
 from tests.cluster.support import wait_stream_whole
+from tests.support.wait import wait_until
 
 
 async def _reaches(ns: str, host: str, port: int) -> bool:
@@ -33,8 +34,16 @@ async def _reaches(ns: str, host: str, port: int) -> bool:
 async def test_nodes_are_hosts_with_addresses_of_their_own(
     lab: netns.NetLab, host_cluster: local_cluster.Cluster
 ) -> None:
-    meta = await local_infra.describe_cluster(host_cluster.kafka_bootstrap)
-    hosts = sorted(b["host"] for b in meta["brokers"])
+    hosts: list[str] = []
+
+    async def every_broker_listed() -> bool:
+        # The broker that answers may not have seen the last one register yet (CI saw 2 of 3).
+        nonlocal hosts
+        meta = await local_infra.describe_cluster(host_cluster.kafka_bootstrap)
+        hosts = sorted(b["host"] for b in meta["brokers"])
+        return len(hosts) == len(lab.ips)
+
+    await wait_until(every_broker_listed, timeout=60, what="every broker in the metadata")
     assert hosts == sorted(lab.ips)
     for k, n in zip(host_cluster.kafka, host_cluster.nats, strict=True):
         assert k.prefix[:3] == ["ip", "netns", "exec"] and k.prefix[3] == k.node.netns
