@@ -127,7 +127,8 @@ class Publisher:
         return self._connected
 
     def has_space(self) -> bool:
-        """True when :meth:`submit` may be called without exceeding the window."""
+        """True when :meth:`submit` may be called without exceeding the window or the bound
+        on held records."""
         return self._connected and not self._resending and self._room()
 
     def _room(self) -> bool:

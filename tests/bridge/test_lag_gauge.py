@@ -28,5 +28,5 @@ async def test_lag_skips_partitions_no_longer_assigned() -> None:
         worker.trackers[tp] = PartitionTracker(tp, group)
         worker.trackers[tp].committed = 5
     worker._update_lag()  # raised AssertionError('Partition is not assigned') before the fix
-    # Nothing is known yet about the owned partition's end: no value, and no error either.
+    # The partition no longer owned gets no value (and asking about it no longer raises).
     assert registry.get_sample_value("ofa_bridge_lag_records", {"group": "WC2"}) is None

@@ -463,8 +463,8 @@ async def _run(
         raise AssertionError(f"{exc}\n{node_logs(cluster)}") from None
 
 
-# Not in the default run: 7 to 14 minutes, longer than CI's allowance for it (README "Running on
-# a cluster": per run and fault, stalls, losses, disorder; runs 11 and 13-15 passed). Run it with
+# Not in the default run: 5.5 to 14 minutes, more than CI's allowance for it (README "Running on
+# a cluster": per run and fault, stalls, losses, disorder; runs 11 and 13-19 passed). Run it with
 # `scripts/test.sh --run-slow tests/cluster/test_faults.py -k "not long"`.
 @pytest.mark.slow
 @pytest.mark.timeout(1500)
