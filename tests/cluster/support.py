@@ -9,8 +9,11 @@ import socket
 import time
 from typing import Any
 
+import nats.errors
 from aiokafka.admin import AIOKafkaAdminClient
 from nats.js import JetStreamContext
+from nats.js.api import StreamConfig
+from nats.js.errors import ServiceUnavailableError
 
 from compose.local_infra import _ephemeral_range
 
@@ -55,6 +58,24 @@ async def stream_replicas_current(js: JetStreamContext, stream: str) -> tuple[st
         return None, 0
     current = sum(1 for r in cl.replicas or [] if r.current and not r.offline)
     return cl.leader, current
+
+
+async def add_stream_when_ready(
+    js: JetStreamContext, config: StreamConfig, timeout: float = 60
+) -> None:
+    """Create a stream once JetStream answers. Right after a node rejoins, the meta group may
+    still be electing its leader: the request gets 503, or no answer at all within the
+    client's 5 s. Creating a stream with the same config again is a no-op, so a create that
+    timed out but was carried out later does no harm."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            await js.add_stream(config)
+            return
+        except (ServiceUnavailableError, nats.errors.TimeoutError, nats.errors.NoRespondersError):
+            if time.monotonic() >= deadline:
+                raise
+            await asyncio.sleep(0.5)
 
 
 async def wait_stream_whole(

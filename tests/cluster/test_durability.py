@@ -23,7 +23,7 @@ from nats.js.api import StreamConfig
 from bridge.gaps import Coord, GapTracker, parse_msg_id, records_in
 from compose import local_cluster
 from ofa_contract.layout import Layout, NatsHeaders
-from tests.cluster.support import wait_stream_whole
+from tests.cluster.support import add_stream_when_ready, wait_stream_whole
 from tests.helpers import Endpoints, create_topics, produce
 
 STREAM = "DUR"
@@ -105,7 +105,9 @@ async def test_power_loss_with_lazy_fsync_loses_acked_writes_and_kafka_finds_the
     nc = await nats.connect(nats_cluster.nats_urls)
     try:
         js = nc.jetstream()
-        await js.add_stream(StreamConfig(name=STREAM, subjects=["dur.>"], num_replicas=3))
+        await add_stream_when_ready(
+            js, StreamConfig(name=STREAM, subjects=["dur.>"], num_replicas=3)
+        )
         # A write before the new R3 group elected its leader gets "no responders".
         await wait_stream_whole(js, STREAM, 2, 30)
         await _publish(js, coords[:N_SYNCED])

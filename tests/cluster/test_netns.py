@@ -9,11 +9,11 @@ import subprocess
 
 import nats
 import pytest
-from nats.js.errors import ServiceUnavailableError
+from nats.js.api import StreamConfig
 
 from compose import local_cluster, local_infra
 from tests.cluster import netns
-from tests.cluster.support import wait_stream_whole
+from tests.cluster.support import add_stream_when_ready, wait_stream_whole
 from tests.support.wait import wait_until
 
 
@@ -81,14 +81,10 @@ async def test_replicated_stream_keeps_a_leader_across_an_isolation(
     nc = await nats.connect(host_cluster.nats_urls[1])
     try:
         js = nc.jetstream()
-        # The previous test's heal may still be electing a meta leader (503 until then).
-        for attempt in range(120):
-            try:
-                await js.add_stream(name="T_LAB", subjects=["lab.>"], num_replicas=3)
-                break
-            except ServiceUnavailableError:
-                assert attempt < 119, "JetStream stayed unavailable for 60 s"
-                await asyncio.sleep(0.5)
+        # The previous test's heal may still be electing a meta leader.
+        await add_stream_when_ready(
+            js, StreamConfig(name="T_LAB", subjects=["lab.>"], num_replicas=3)
+        )
         leader, current = await wait_stream_whole(js, "T_LAB", 2, 60)
         assert leader and current == 2
         victim = int(leader.removeprefix("ofa-n")) - 1
