@@ -476,7 +476,7 @@ async def _run(
         raise AssertionError(f"{exc}\n{node_logs(cluster)}") from None
 
 
-# In the default run (CI), about 3 minutes: three of the seven faults, 8 clients.
+# In the default run (CI), about 3.5 minutes: three of the seven faults, 8 clients.
 @pytest.mark.timeout(900)
 async def test_cluster_faults_ci(
     host_cluster: local_cluster.Cluster, lab: NetLab, unique: str, tmp_path: Path
