@@ -210,8 +210,10 @@ class Publisher:
         key = entry.asset or entry.subject
         queue = self._waiting.get(key)
         # A released partition's records stay un-acked and its next owner re-sends them from
-        # the committed offset; a late copy sent from here could be stored before them.
-        while queue and not queue[0].tracker.active:
+        # the committed offset; a late copy sent from here could be stored before them. A
+        # partition still draining its revocation is owned: its held records must go out, or
+        # the drain waits for acks that never come and holds the rebalance up.
+        while queue and queue[0].tracker.released:
             queue.popleft()
             self._held -= 1
         if not queue:

@@ -43,15 +43,28 @@ class Entry:
 class PartitionTracker:
     """Un-acked entries of one assigned partition, in offset order."""
 
-    __slots__ = ("active", "committed", "dedupe", "group", "next_commit", "pending", "tp")
+    __slots__ = (
+        "active",
+        "committed",
+        "dedupe",
+        "group",
+        "next_commit",
+        "pending",
+        "released",
+        "tp",
+    )
 
     def __init__(self, tp: TopicPartition, group: str, dedupe: SourceDedupe | None = None) -> None:
         self.tp = tp
         self.group = group
         #: Source-offset maps (see bridge.dedupe), restored from the committed metadata.
         self.dedupe = dedupe if dedupe is not None else SourceDedupe()
-        #: False once revoked: nothing more is published for it.
+        #: False once revoked: no new record is taken for it (the ones held behind their
+        #: asset's un-acked record are still sent while the revocation drains).
         self.active = True
+        #: True once handed back to the group: its next owner re-sends what is un-acked, so
+        #: nothing of it may be sent any more.
+        self.released = False
         self.pending: deque[Entry] = deque()
         #: Offset to commit next (None until a record was handled).
         self.next_commit: int | None = None

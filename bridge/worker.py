@@ -424,6 +424,7 @@ class BridgeWorker:
             log.warning("releasing partitions with un-acked records: %s", undrained)
         await self._commit(trs)
         for tr in trs:
+            tr.released = True
             self.trackers.pop(tr.tp, None)
             self.gap_watch.released(tr.tp)
             with contextlib.suppress(KeyError):

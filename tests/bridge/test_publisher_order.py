@@ -68,6 +68,7 @@ def _publisher(unacked: list[Entry], window: int = 10, max_held: int = 100) -> P
 
 class _Tracker:
     active = True
+    released = False
 
 
 def _entry(asset: str, n: int, tracker: Any = None) -> Entry:
@@ -158,7 +159,26 @@ async def test_held_records_of_a_released_partition_are_not_sent(
     await p.submit(b2)
     assert len(wire) == 2 and p._held == 3
     released.active = False
+    released.released = True
     await _ack(p, wire[0][1], 1)  # A's first record stored: A's held ones are dropped
     assert len(wire) == 2 and "A" not in p._waiting
     await _ack(p, wire[1][1], 2)  # B's partition is still owned: b2 leaves
     assert wire[-1][0] == b2.subject and p._held == 0
+
+
+async def test_held_records_of_a_partition_being_revoked_are_still_sent(
+    wire: list[tuple[str, str]],
+) -> None:
+    # While the revocation drains, the partition is still this worker's: the drain waits for
+    # every record's ack, so the held ones must go out (dropping them stalled each rebalance
+    # for the whole drain timeout and cost the worker its group membership).
+    revoking = _Tracker()
+    p = _publisher([])
+    for n in range(1, 4):
+        await p.submit(_entry("A", n, revoking))
+    assert len(wire) == 1 and p._held == 2
+    revoking.active = False
+    await _ack(p, wire[0][1], 1)
+    assert len(wire) == 2 and p._held == 1
+    await _ack(p, wire[1][1], 2)
+    assert len(wire) == 3 and p._held == 0
