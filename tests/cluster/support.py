@@ -72,7 +72,7 @@ async def add_stream_when_ready(
         try:
             await js.add_stream(config)
             return
-        except (ServiceUnavailableError, nats.errors.TimeoutError, nats.errors.NoRespondersError):
+        except (ServiceUnavailableError, nats.errors.TimeoutError):  # no responders -> 503
             if time.monotonic() >= deadline:
                 raise
             await asyncio.sleep(0.5)
